@@ -1,0 +1,71 @@
+"""The ``mnistlab`` command: one subcommand per verb, each defined beside the code it runs.
+
+Each module in COMMAND_MODULES has ``add_cli(subparsers)``; it registers its parsers and sets
+``func``. Modules import their heavy dependencies inside functions, so ``mnistlab --help`` and
+the commands that do not train stay quick, and ``--backend`` is applied before Keras loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "mnistlab.models",
+    "mnistlab.train",
+    "mnistlab.evaluate",
+]
+
+
+class UserError(ValueError):
+    """Bad input from a user: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mnistlab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mnistlab",
+        description="Deep learning on handwritten digits (MNIST) with Keras 3.",
+    )
+    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_cli(subparsers)
+    return parser
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    from mnistlab.config import BACKENDS
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow, the fastest measured on CPU)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        from mnistlab.backend import use_backend
+
+        use_backend(getattr(args, "backend", None))
+        status = args.func(args)
+    except (ValueError, FileNotFoundError) as error:  # user errors: one clear line, no traceback
+        print(f"mnistlab {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mnistlab {args.command}: interrupted; finished epochs are kept.", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

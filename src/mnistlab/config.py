@@ -1,0 +1,125 @@
+"""Defaults in one place, and the flat config that a run resolves from them.
+
+A run's config is this table, then a TOML file (``--config``), then CLI flags or keyword
+arguments. An unknown key or a value of the wrong type is a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+
+import tomllib
+
+DATA_ENV = "MNISTLAB_DATA"  # folder or file that holds MNIST; see data.load_mnist
+HOME_ENV = "MNISTLAB_HOME"  # mnistlab's cache folder (downloads); default ~/.cache/mnistlab
+BACKEND_ENV = "KERAS_BACKEND"  # the Keras backend, read once when keras is first imported
+DEFAULT_BACKEND = "tensorflow"  # fastest measured on CPU: benchmarks/speed.py, README "Speed"
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; saved as config.json in the run folder."""
+
+    model: str = "cnn"  # a name in models.REGISTRY
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 200  # images per step
+    learning_rate: float = 0.001  # Adam's step size (peak rate when a schedule is used)
+    seed: int = 7  # seeds numpy, python and the backend; same seed, same weights
+    val_size: int = 5000  # images held out of the 60,000 for validation; 0 = validate on test (tutorial)
+    train_size: int = 0  # use only the first N training images (0 = all); for quick runs
+    schedule: str = "constant"  # learning-rate schedule: constant, onecycle, exponential
+    label_smoothing: float = 0.0  # 0 = plain categorical cross-entropy
+    augment: str = "none"  # on-the-fly augmentation: none, affine, elastic
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
+    early_stopping: int = 0  # stop after this many epochs without val improvement (0 = off)
+    jit_compile: str = "auto"  # auto (fastest measured per backend), true, false
+    steps_per_execution: int = 0  # train steps per compiled call (0 = fastest measured default)
+    verbose: int = 2  # 0 silent, 1 progress bar, 2 one line per epoch (the tutorial's)
+
+    @classmethod
+    def from_sources(cls, file: str | os.PathLike | None = None, **overrides) -> TrainConfig:
+        """Builds a config from the defaults, then a TOML file, then keyword overrides.
+
+        Args:
+            file: optional TOML file with flat ``key = value`` lines.
+            **overrides: values that win over the file; ``None`` values are ignored.
+
+        Returns:
+            A validated TrainConfig.
+
+        Example:
+            >>> TrainConfig.from_sources(model="mlp", epochs=1).epochs
+            1
+        """
+        values: dict = {}
+        if file is not None:
+            try:
+                with open(file, "rb") as handle:
+                    values.update(tomllib.load(handle))
+            except OSError as error:
+                raise ValueError(f"Cannot read config file '{file}': {error.strerror}.") from None
+            except tomllib.TOMLDecodeError as error:
+                raise ValueError(f"Config file '{file}' is not valid TOML: {error}.") from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {field.name: field for field in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(
+                f"Unknown config key(s): {', '.join(unknown)}. Known keys: {', '.join(known)}."
+            )
+        config = cls()
+        for key, value in values.items():
+            expected = type(getattr(config, key))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if expected is str and isinstance(value, bool):
+                value = str(value).lower()
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(
+                    f"Config key '{key}' must be {expected.__name__}, got {value!r}."
+                )
+            setattr(config, key, value)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.val_size >= 0, "val_size must be 0 or more"),
+            (self.train_size >= 0, "train_size must be 0 or more"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (self.early_stopping >= 0, "early_stopping must be 0 or more"),
+            (self.steps_per_execution >= 0, "steps_per_execution must be 0 or more"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}"),
+            (self.jit_compile in ("auto", "true", "false"), "jit_compile must be auto, true or false"),
+            (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"Invalid config: {message}.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SCHEDULES = ("constant", "onecycle", "exponential")
+AUGMENTS = ("none", "affine", "elastic")
+
+
+def cache_dir() -> str:
+    """mnistlab's own cache folder: $MNISTLAB_HOME, else ~/.cache/mnistlab."""
+    return os.environ.get(HOME_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "mnistlab")
+
+
+def fields_of(cls) -> list[str]:
+    return [field.name for field in fields(cls)]

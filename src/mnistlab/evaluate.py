@@ -1,0 +1,166 @@
+"""Evaluation: load a trained model from a run folder or file, and measure it on the test set."""
+
+from __future__ import annotations
+
+import os
+
+from mnistlab import runs
+
+PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
+PRETRAINED_MODEL = os.path.join(PRETRAINED_DIR, "model.keras")  # shipped; see README "Shipped model"
+PREDICT_BATCH = 1000  # images per predict call when measuring
+
+
+def resolve_model_path(spec: str | None) -> str:
+    """Turns what a user typed into the .keras file to load.
+
+    Args:
+        spec: a run folder, a .keras file, or None / "pretrained" for the shipped model.
+    """
+    from mnistlab.models import REGISTRY
+
+    if spec in (None, "pretrained", "default"):
+        if not os.path.exists(PRETRAINED_MODEL):
+            raise ValueError(
+                "No shipped model is installed with this copy of mnistlab; pass --model RUN."
+            )
+        return PRETRAINED_MODEL
+    if os.path.isdir(spec):
+        runs.check_complete(spec)
+        return os.path.join(spec, runs.MODEL_FILE)
+    if os.path.isfile(spec):
+        if not spec.endswith(".keras"):
+            raise ValueError(f"'{spec}' is not a .keras model file or a run folder.")
+        return spec
+    if spec in REGISTRY:
+        raise ValueError(
+            f"'{spec}' is a model architecture, not a trained model. Train it first "
+            f"(mnistlab train {spec} --out runs/{spec}) and pass the run folder runs/{spec}."
+        )
+    raise FileNotFoundError(f"No run folder or model file '{spec}'.")
+
+
+def load_model(spec: str | None = None):
+    """Loads a trained model.
+
+    Args:
+        spec: a run folder, a .keras file, or None for the model shipped with mnistlab.
+
+    Returns:
+        keras.Model mapping (N, 28, 28, 1) float32 in [0, 1] to (N, 10) probabilities.
+
+    Example:
+        >>> model = mnistlab.load_model("runs/cnn")   # doctest: +SKIP
+    """
+    from mnistlab.backend import keras
+
+    path = resolve_model_path(spec)
+    import mnistlab.schedules  # noqa: F401  (registers custom objects saved with optimizers)
+
+    try:
+        return keras().saving.load_model(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot load model '{path}': {error}") from None
+
+
+def predict_probabilities(model, images):
+    """(N, 28, 28) uint8 images -> (N, 10) float32 probabilities."""
+    import numpy as np
+
+    from mnistlab.models import to_input
+
+    return np.asarray(model.predict(to_input(images), batch_size=PREDICT_BATCH, verbose=0))
+
+
+def measure(model, images, labels) -> dict:
+    """Error rate, per-digit accuracy and confusion matrix of a model on labelled images.
+
+    Args:
+        images: (N, 28, 28) uint8; labels: (N,) ints 0-9.
+
+    Returns:
+        dict: "error" (percent), "accuracy" (fraction), "per_digit_accuracy" (10 fractions),
+        "confusion" (10x10 counts, rows true, columns predicted), "misclassified" (indices
+        of wrong answers, most confident mistakes first), "predicted" (N predictions).
+    """
+    import numpy as np
+
+    labels = np.asarray(labels).astype(int)
+    probabilities = predict_probabilities(model, images)
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")]
+    totals = confusion.sum(axis=1)
+    per_digit = np.divide(np.diag(confusion), totals, out=np.zeros(10), where=totals > 0)
+    return {
+        "error": 100.0 * len(wrong) / len(labels),
+        "accuracy": 1.0 - len(wrong) / len(labels),
+        "per_digit_accuracy": per_digit.round(6).tolist(),
+        "confusion": confusion.tolist(),
+        "misclassified": wrong.tolist(),
+        "predicted": predicted.tolist(),
+        "test_images": len(labels),
+    }
+
+
+def evaluate(spec: str | None = None, data=None) -> dict:
+    """Measures a trained model on the MNIST test set.
+
+    Args:
+        spec: run folder, .keras file, or None for the shipped model.
+        data: None, a path, or arrays as for ``mnistlab.train``.
+
+    Returns:
+        The dict of ``measure`` (``["error"]`` is the test error in percent).
+
+    Example:
+        >>> mnistlab.evaluate("runs/cnn")["error"]   # doctest: +SKIP
+        1.03
+    """
+    from mnistlab.data import load_mnist
+
+    model = load_model(spec)
+    if isinstance(data, (tuple, list)):
+        _, (x_test, y_test) = data
+    else:
+        _, (x_test, y_test) = load_mnist(data)
+    return measure(model, x_test, y_test)
+
+
+def format_report(metrics: dict) -> str:
+    lines = [f"Classification error: {metrics['error']:.2f}% "
+             f"({len(metrics['misclassified'])} of {metrics['test_images']} test images)"]
+    lines.append("Per-digit accuracy:")
+    lines.append("  " + "  ".join(f"{d}: {a * 100:.2f}%" for d, a in enumerate(metrics["per_digit_accuracy"])))
+    lines.append("Confusion matrix (rows: true digit, columns: predicted):")
+    lines.append("      " + "".join(f"{d:>6}" for d in range(10)))
+    for digit, row in enumerate(metrics["confusion"]):
+        lines.append(f"  {digit:>3} " + "".join(f"{count:>6}" for count in row))
+    return "\n".join(lines)
+
+
+def add_cli(subparsers) -> None:
+    from mnistlab.cli import add_backend_argument
+
+    parser = subparsers.add_parser(
+        "evaluate", help="error rate, per-digit accuracy and confusion matrix on the test set"
+    )
+    parser.add_argument("model", nargs="?", default=None,
+                        help="run folder or .keras file (default: the shipped model)")
+    parser.add_argument("--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_backend_argument(parser)
+    parser.set_defaults(func=_evaluate_command)
+
+
+def _evaluate_command(args) -> int:
+    import json
+
+    metrics = evaluate(args.model, args.data)
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "predicted"}, indent=2))
+    else:
+        print(format_report(metrics))
+    return 0

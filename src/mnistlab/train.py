@@ -1,0 +1,351 @@
+"""Training: resolve a config, fit a registered model, and leave a complete run folder.
+
+The loop is Keras's own ``fit``; mnistlab adds the run folder (checkpoint after every epoch,
+so ``--resume`` loses no finished epoch), the tutorial's one line per epoch, the learning-rate
+schedules, label smoothing and weight averaging, and the fastest measured compile settings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from mnistlab import runs
+from mnistlab.config import TrainConfig
+
+# Compile settings measured fastest on a 2-core CPU (benchmarks/speed.py); "auto" picks these.
+FAST_SETTINGS = {
+    "tensorflow": {"jit_compile": False, "steps_per_execution": 1},
+    "jax": {"jit_compile": True, "steps_per_execution": 1},
+    "torch": {"jit_compile": False, "steps_per_execution": 1},
+}
+
+
+RESUMABLE_CHANGES = ("epochs", "verbose")  # what --resume may change; the rest is the recipe
+
+
+@dataclass
+class Run:
+    """What ``train`` returns: the run folder, the trained model and what it measured."""
+
+    path: str
+    model: object
+    config: TrainConfig
+    history: list
+    metrics: dict
+
+
+def resolve_config(model: str | None, config_file=None, resume: str | None = None, **overrides):
+    """Defaults, then the model's own recipe, then a TOML file, then explicit overrides."""
+    from mnistlab.models import get_spec
+
+    if resume:
+        saved = runs.read_json(os.path.join(resume, runs.CONFIG_FILE))
+        if model and model != saved["model"]:
+            raise ValueError(f"--resume {resume} continues a '{saved['model']}' run, not '{model}'.")
+        changed = {
+            k for k, v in overrides.items() if v is not None and k not in RESUMABLE_CHANGES
+            and v != saved.get(k)
+        }
+        if changed:
+            raise ValueError(
+                "A resumed run keeps its recipe; only --epochs and --verbose may change. "
+                f"Got: {', '.join(sorted(changed))}."
+            )
+        saved.update({k: v for k, v in overrides.items() if v is not None})
+        return TrainConfig.from_dict(saved)
+    if model is None:
+        raise ValueError("Name a model to train (see 'mnistlab models'), or --resume a run folder.")
+    recipe = dict(get_spec(model).recipe or {})
+    file_values = TrainConfig.from_sources(config_file).to_dict() if config_file else {}
+    defaults = TrainConfig().to_dict()
+    values = {**recipe, **{k: v for k, v in file_values.items() if v != defaults[k]}}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["model"] = model
+    return TrainConfig.from_dict(values)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same machine, same backend: same weights."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def prepare_data(config: TrainConfig, data=None):
+    """Loads MNIST (or takes arrays) and splits it as the config says.
+
+    Args:
+        data: None ($MNISTLAB_DATA and the caches), a path, or ((x_train, y_train), (x_test, y_test)).
+
+    Returns:
+        dict with x_train, y_train, x_val, y_val, x_test, y_test (uint8 images, int labels),
+        "validation" ("held-out" or "test"), and "source".
+    """
+    from mnistlab import data as data_module
+
+    if isinstance(data, (tuple, list)):
+        (x_train, y_train), (x_test, y_test) = data
+        source = "arrays given by the caller"
+    else:
+        (x_train, y_train), (x_test, y_test) = data_module.load_mnist(data)
+        source = data_module.find_source(data)
+    if config.train_size:
+        x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
+    if config.val_size:
+        if config.val_size >= len(x_train):
+            raise ValueError(
+                f"val_size={config.val_size} leaves no training images (only {len(x_train)})."
+            )
+        (x_train, y_train), (x_val, y_val) = data_module.split_validation(
+            x_train, y_train, config.val_size
+        )
+        validation = "held-out"
+    else:
+        if config.early_stopping:
+            raise ValueError(
+                "early_stopping needs a validation split held out of the training images "
+                "(val_size > 0); stopping on the test set would report a biased error."
+            )
+        x_val, y_val, validation = x_test, y_test, "test"
+    return dict(
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
+        x_test=x_test, y_test=y_test, validation=validation, source=source,
+    )
+
+
+def build_optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    from mnistlab.schedules import make_schedule
+
+    rate = make_schedule(config, steps_per_epoch)
+    if config.ema:
+        return keras.optimizers.Adam(rate, use_ema=True, ema_momentum=config.ema)
+    return keras.optimizers.Adam(rate)
+
+
+def compile_settings(config: TrainConfig) -> dict:
+    import keras
+
+    fast = FAST_SETTINGS[keras.backend.backend()]
+    jit = fast["jit_compile"] if config.jit_compile == "auto" else config.jit_compile == "true"
+    steps = config.steps_per_execution or fast["steps_per_execution"]
+    return {"jit_compile": jit, "steps_per_execution": steps}
+
+
+def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
+    import keras
+
+    model.compile(
+        optimizer=build_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        **compile_settings(config),
+    )
+
+
+def _epoch_recorder(folder: str, config: TrainConfig):
+    import keras
+
+    class EpochRecorder(keras.callbacks.Callback):
+        """After each epoch: print the tutorial's line, checkpoint, append history."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.started
+            logs = dict(logs or {})
+            logs.pop("learning_rate", None)
+            logs["seconds"] = seconds
+            runs.save_model_atomic(self.model, os.path.join(folder, runs.CHECKPOINT_FILE))
+            runs.append_history(folder, epoch + 1, logs)
+            runs.write_json(os.path.join(folder, runs.STATE_FILE), {"epoch": epoch + 1})
+            if config.verbose:
+                parts = " - ".join(
+                    f"{key}: {value:.4f}" for key, value in logs.items() if key != "seconds"
+                )
+                print(f"Epoch {epoch + 1}/{config.epochs} - {seconds:.1f}s - {parts}", flush=True)
+
+    return EpochRecorder()
+
+
+def default_out(model: str) -> str:
+    return os.path.join("runs", f"{model}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def train(
+    model: str | None = None,
+    *,
+    data=None,
+    out: str | None = None,
+    resume: str | None = None,
+    config_file=None,
+    backend: str | None = None,
+    **overrides,
+) -> Run:
+    """Trains a registered model and writes a run folder.
+
+    Args:
+        model: registry name ("mlp", "cnn", "larger_cnn", "branch_cnn", ...).
+        data: None (use $MNISTLAB_DATA, then the caches, then a download), a path to MNIST
+            files, or arrays ((x_train, y_train), (x_test, y_test)) as load_mnist returns.
+        out: run folder to create (default runs/MODEL-TIMESTAMP).
+        resume: an incomplete run folder to continue from its last finished epoch.
+        config_file: TOML file of TrainConfig keys.
+        backend: "tensorflow", "jax" or "torch" (must be chosen before Keras is imported).
+        **overrides: any TrainConfig key, e.g. epochs=1, batch_size=128, seed=3.
+
+    Returns:
+        Run with the folder path, the trained keras.Model, the config, the per-epoch
+        history and the final test metrics (``metrics["error"]`` in percent).
+
+    Example:
+        >>> run = mnistlab.train("mlp", epochs=1, out="runs/mlp")   # doctest: +SKIP
+        >>> run.metrics["error"]                                      # doctest: +SKIP
+        2.91
+    """
+    from mnistlab.backend import use_backend
+
+    use_backend(backend)
+    config = resolve_config(model, config_file, resume, **overrides)
+    folder = resume or out or default_out(config.model)
+    if not resume and os.path.exists(os.path.join(folder, runs.CONFIG_FILE)):
+        raise ValueError(
+            f"Run folder '{folder}' already holds a run. Continue it with --resume {folder}, "
+            "or choose another --out folder."
+        )
+    with runs.lock_run(folder):
+        return _train_locked(config, folder, data, resumed=bool(resume))
+
+
+def _train_locked(config: TrainConfig, folder: str, data, resumed: bool) -> Run:
+    import keras
+    import numpy as np
+
+    from mnistlab.evaluate import measure
+    from mnistlab.models import NUM_CLASSES, create_model, to_input
+
+    seed_everything(config.seed)
+    split = prepare_data(config, data)
+    done = runs.finished_epochs(folder) if resumed else 0
+    steps_per_epoch = int(np.ceil(len(split["x_train"]) / config.batch_size))
+    if done and os.path.exists(os.path.join(folder, runs.CHECKPOINT_FILE)):
+        model = keras.saving.load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
+        if config.verbose:
+            print(f"Resuming {folder} after epoch {done} of {config.epochs}.", flush=True)
+    else:
+        done = 0
+        model = create_model(config.model)
+        compile_model(model, config, steps_per_epoch)
+    runs.write_json(os.path.join(folder, runs.CONFIG_FILE), config.to_dict())
+    meta = {
+        "seed": config.seed,
+        "versions": runs.environment_versions(),
+        "data_source": split["source"],
+        "validation": split["validation"],
+        "train_images": len(split["x_train"]),
+        "compile": compile_settings(config),
+    }
+    runs.write_json(os.path.join(folder, runs.META_FILE), meta)
+
+    y_train = keras.utils.to_categorical(split["y_train"], NUM_CLASSES)
+    y_val = keras.utils.to_categorical(split["y_val"], NUM_CLASSES)
+    callbacks = [_epoch_recorder(folder, config)]
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", patience=config.early_stopping, restore_best_weights=True
+            )
+        )
+    started = time.perf_counter()
+    if done < config.epochs:
+        from mnistlab.augment import training_inputs
+
+        inputs = training_inputs(config, to_input(split["x_train"]), y_train)
+        model.fit(
+            *inputs["args"],
+            batch_size=inputs["batch_size"],
+            steps_per_epoch=inputs["steps_per_epoch"],
+            epochs=config.epochs,
+            initial_epoch=done,
+            validation_data=(to_input(split["x_val"]), y_val),
+            shuffle=True,
+            verbose=1 if config.verbose == 1 else 0,
+            callbacks=callbacks,
+        )
+    train_seconds = time.perf_counter() - started
+    metrics = measure(model, split["x_test"], split["y_test"])
+    metrics["train_seconds_this_process"] = train_seconds
+    history = runs.read_history(folder)
+    metrics["epochs_run"] = len(history)
+    runs.save_model_atomic(model, os.path.join(folder, runs.MODEL_FILE))
+    runs.write_json(os.path.join(folder, runs.METRICS_FILE), metrics)  # last: marks complete
+    if config.verbose:
+        print(f"Classification error: {metrics['error']:.2f}%", flush=True)
+    return Run(folder, model, config, history, metrics)
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+
+def add_config_arguments(parser) -> None:
+    """Flags for every TrainConfig key, typed, with the default named in the help."""
+    defaults = TrainConfig()
+    helps = {
+        "epochs": "passes over the training images",
+        "batch_size": "images per step",
+        "learning_rate": "Adam's (peak) step size",
+        "seed": "random seed; same seed, same weights",
+        "val_size": "training images held out for validation; 0 = validate on test (tutorial)",
+        "train_size": "use only the first N training images (0 = all)",
+        "schedule": "learning-rate schedule: constant, onecycle, exponential",
+        "label_smoothing": "label smoothing in [0, 1)",
+        "augment": "on-the-fly augmentation: none, affine, elastic",
+        "ema": "decay of a moving average of the weights (0 = off)",
+        "early_stopping": "patience in epochs on val accuracy (0 = off)",
+        "jit_compile": "auto, true or false",
+        "steps_per_execution": "train steps per compiled call (0 = measured default)",
+        "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
+    }
+    for key, help_text in helps.items():
+        default = getattr(defaults, key)
+        parser.add_argument(
+            "--" + key.replace("_", "-"),
+            dest=key,
+            type=type(default),
+            default=None,
+            help=f"{help_text} (default {default}, or the model's recipe)",
+        )
+
+
+def add_cli(subparsers) -> None:
+    from mnistlab.cli import add_backend_argument
+
+    parser = subparsers.add_parser("train", help="train a registered model and save a run folder")
+    parser.add_argument("model", nargs="?", help="registry name (see 'mnistlab models')")
+    add_config_arguments(parser)
+    parser.add_argument("--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)")
+    parser.add_argument("--out", help="run folder to write (default runs/MODEL-TIMESTAMP)")
+    parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
+    parser.add_argument("--config", help="TOML file of training settings")
+    add_backend_argument(parser)
+    parser.set_defaults(func=_train_command)
+
+
+def _train_command(args) -> int:
+    from mnistlab.config import fields_of
+
+    overrides = {key: getattr(args, key) for key in fields_of(TrainConfig) if key != "model"}
+    run = train(
+        args.model, data=args.data, out=args.out, resume=args.resume,
+        config_file=args.config, **overrides,
+    )
+    print(f"Run folder: {run.path}")
+    return 0

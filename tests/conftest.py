@@ -1,0 +1,80 @@
+"""Shared fixtures: small synthetic digit sets that any model learns in one epoch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def synthetic_digits(count: int, seed: int = 0):
+    """(count, 28, 28) uint8 images and (count,) labels: class k is a bright bar at place k.
+
+    Each class has its own position and orientation, jittered by a pixel, plus noise, so any
+    of the registered networks separates them after a few hundred steps.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=count)
+    images = rng.integers(0, 40, size=(count, 28, 28)).astype(np.uint8)
+    for index, label in enumerate(labels):
+        shift = rng.integers(-1, 2)
+        if label < 5:  # horizontal bars at five heights
+            row = 4 + 5 * label + shift
+            images[index, row : row + 3, 4:24] = 255
+        else:  # vertical bars at five places
+            column = 4 + 5 * (label - 5) + shift
+            images[index, 4:24, column : column + 3] = 255
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """((x_train, y_train), (x_test, y_test)) with 1200 training and 300 test images."""
+    x_train, y_train = synthetic_digits(1200, seed=1)
+    x_test, y_test = synthetic_digits(300, seed=2)
+    return (x_train, y_train), (x_test, y_test)
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory, tiny_data):
+    """The tiny set saved as a Keras-style mnist.npz file."""
+    (x_train, y_train), (x_test, y_test) = tiny_data
+    path = tmp_path_factory.mktemp("tiny") / "mnist.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_data):
+    """One finished cnn run on the tiny set, shared by tests that only read it."""
+    import mnistlab
+
+    folder = str(tmp_path_factory.mktemp("runs") / "cnn")
+    mnistlab.train("cnn", data=tiny_data, out=folder, epochs=2, val_size=200, verbose=0)
+    return folder
+
+
+def run_cli(*args, env=None, timeout=300):
+    """Runs ``python -m mnistlab ARGS`` in a fresh process; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab", *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO,
+    )
+
+
+def real_data_path():
+    return os.environ.get("MNISTLAB_DATA")
+
+
+needs_mnist = pytest.mark.skipif(
+    not real_data_path(), reason="set MNISTLAB_DATA to the MNIST folder to run this test"
+)

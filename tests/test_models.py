@@ -1,0 +1,65 @@
+"""Every registered model builds, has the right shape and parameter count, and trains a step."""
+
+import numpy as np
+import pytest
+
+from mnistlab.models import REGISTRY, create_model, get_spec, to_input
+
+
+def dense(inputs, units):
+    return inputs * units + units
+
+
+def conv(channels_in, channels_out, kernel):
+    return kernel * kernel * channels_in * channels_out + channels_out
+
+
+# Parameter counts worked out by hand from the layer shapes (the issue's figures).
+HAND_COUNTED = {
+    "mlp": dense(784, 784) + dense(784, 10),  # 623,290
+    "cnn": conv(1, 32, 5) + dense(12 * 12 * 32, 128) + dense(128, 10),  # 592,074
+    "larger_cnn": conv(1, 30, 5) + conv(30, 15, 3) + dense(5 * 5 * 15, 128) + dense(128, 50)
+    + dense(50, 10),  # 59,933
+    "branch_cnn": conv(1, 16, 1) + conv(1, 16, 5) + dense(14 * 14 * 16, 128) + dense(128, 10),
+}
+
+
+def test_hand_counts_match_the_issue():
+    assert HAND_COUNTED == {
+        "mlp": 623_290, "cnn": 592_074, "larger_cnn": 59_933, "branch_cnn": 403_274
+    }
+
+
+@pytest.mark.parametrize("name", sorted(HAND_COUNTED))
+def test_tutorial_parameter_counts(name):
+    assert create_model(name).count_params() == HAND_COUNTED[name]
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_model_builds_predicts_and_trains_one_step(name, tiny_data):
+    import keras
+
+    (x_train, y_train), _ = tiny_data
+    model = create_model(name)
+    probabilities = np.asarray(model(to_input(x_train[:4]), training=False))
+    assert probabilities.shape == (4, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    model.compile("adam", "categorical_crossentropy")
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(to_input(x_train[:32]), keras.utils.to_categorical(y_train[:32], 10))
+    after = model.get_weights()
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match=r"Unknown model 'cnnn'\. Available: mlp, cnn"):
+        get_spec("cnnn")
+
+
+def test_to_input_scales_and_adds_channel():
+    images = np.array([[[0, 255] * 14] * 28], dtype=np.uint8)
+    scaled = to_input(images)
+    assert scaled.shape == (1, 28, 28, 1) and scaled.dtype == np.float32
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        to_input(np.zeros((2, 32, 32)))
