@@ -58,7 +58,7 @@ def write_npz(path, arrays):
 
 def assert_loaded(result, arrays):
     (x_train, y_train), (x_test, y_test) = result
-    for role, got in zip(NAMES, (x_train, y_train, x_test, y_test)):
+    for role, got in zip(NAMES, (x_train, y_train, x_test, y_test), strict=False):
         assert got.dtype == np.uint8
         np.testing.assert_array_equal(got, arrays[role])
 

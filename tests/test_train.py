@@ -30,8 +30,10 @@ def test_save_load_round_trip_gives_identical_predictions(trained_run, tiny_data
     _, (x_test, _) = tiny_data
     model = mnistlab.load_model(trained_run)
     again = mnistlab.load_model(os.path.join(trained_run, "model.keras"))
-    np.testing.assert_array_equal(model.predict(x_test[:50, ..., None] / 255.0, verbose=0),
-                                  again.predict(x_test[:50, ..., None] / 255.0, verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(x_test[:50, ..., None] / 255.0, verbose=0),
+        again.predict(x_test[:50, ..., None] / 255.0, verbose=0),
+    )
 
 
 def test_evaluate_matches_a_hand_count(trained_run, tiny_data):
@@ -59,10 +61,17 @@ def test_measure_orders_mistakes_most_confident_first():
 def test_same_seed_same_weights(tmp_path, tiny_data):
     weights = []
     for name in ("a", "b"):
-        run = mnistlab.train("larger_cnn", data=tiny_data, out=str(tmp_path / name), epochs=1,
-                             train_size=400, val_size=100, verbose=0)
+        run = mnistlab.train(
+            "larger_cnn",
+            data=tiny_data,
+            out=str(tmp_path / name),
+            epochs=1,
+            train_size=400,
+            val_size=100,
+            verbose=0,
+        )
         weights.append(run.model.get_weights())
-    for first, second in zip(*weights):
+    for first, second in zip(*weights, strict=False):
         np.testing.assert_array_equal(first, second)
 
 
@@ -96,8 +105,7 @@ def test_a_second_writer_is_refused(tmp_path):
 
 def test_early_stopping_on_the_test_set_is_refused(tmp_path, tiny_data):
     with pytest.raises(ValueError, match="validation split"):
-        mnistlab.train("mlp", data=tiny_data, out=str(tmp_path / "r"), val_size=0,
-                       early_stopping=2)
+        mnistlab.train("mlp", data=tiny_data, out=str(tmp_path / "r"), val_size=0, early_stopping=2)
 
 
 def test_architecture_name_is_not_a_trained_model():

@@ -33,7 +33,9 @@ def use_backend(name: str | None) -> str:
         return current
     chosen = name or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
     if chosen not in BACKENDS:
-        raise ValueError(f"{BACKEND_ENV}='{chosen}' is not a backend. Available: {', '.join(BACKENDS)}.")
+        raise ValueError(
+            f"{BACKEND_ENV}='{chosen}' is not a backend. Available: {', '.join(BACKENDS)}."
+        )
     os.environ[BACKEND_ENV] = chosen
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
     return chosen

@@ -27,7 +27,9 @@ class TrainConfig:
     batch_size: int = 200  # images per step
     learning_rate: float = 0.001  # Adam's step size (peak rate when a schedule is used)
     seed: int = 7  # seeds numpy, python and the backend; same seed, same weights
-    val_size: int = 5000  # images held out of the 60,000 for validation; 0 = validate on test (tutorial)
+    val_size: int = (
+        5000  # images held out of the 60,000 for validation; 0 = validate on test (tutorial)
+    )
     train_size: int = 0  # use only the first N training images (0 = all); for quick runs
     schedule: str = "constant"  # learning-rate schedule: constant, onecycle, exponential
     label_smoothing: float = 0.0  # 0 = plain categorical cross-entropy
@@ -81,9 +83,7 @@ class TrainConfig:
             if expected is str and isinstance(value, bool):
                 value = str(value).lower()
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ValueError(
-                    f"Config key '{key}' must be {expected.__name__}, got {value!r}."
-                )
+                raise ValueError(f"Config key '{key}' must be {expected.__name__}, got {value!r}.")
             setattr(config, key, value)
         config.validate()
         return config
@@ -101,7 +101,10 @@ class TrainConfig:
             (self.steps_per_execution >= 0, "steps_per_execution must be 0 or more"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}"),
-            (self.jit_compile in ("auto", "true", "false"), "jit_compile must be auto, true or false"),
+            (
+                self.jit_compile in ("auto", "true", "false"),
+                "jit_compile must be auto, true or false",
+            ),
             (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2"),
         ]
         for ok, message in checks:

@@ -7,7 +7,9 @@ import os
 from mnistlab import runs
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
-PRETRAINED_MODEL = os.path.join(PRETRAINED_DIR, "model.keras")  # shipped; see README "Shipped model"
+PRETRAINED_MODEL = os.path.join(
+    PRETRAINED_DIR, "model.keras"
+)  # shipped; see README "Shipped model"
 PREDICT_BATCH = 1000  # images per predict call when measuring
 
 
@@ -130,10 +132,15 @@ def evaluate(spec: str | None = None, data=None) -> dict:
 
 
 def format_report(metrics: dict) -> str:
-    lines = [f"Classification error: {metrics['error']:.2f}% "
-             f"({len(metrics['misclassified'])} of {metrics['test_images']} test images)"]
+    lines = [
+        f"Classification error: {metrics['error']:.2f}% "
+        f"({len(metrics['misclassified'])} of {metrics['test_images']} test images)"
+    ]
     lines.append("Per-digit accuracy:")
-    lines.append("  " + "  ".join(f"{d}: {a * 100:.2f}%" for d, a in enumerate(metrics["per_digit_accuracy"])))
+    lines.append(
+        "  "
+        + "  ".join(f"{d}: {a * 100:.2f}%" for d, a in enumerate(metrics["per_digit_accuracy"]))
+    )
     lines.append("Confusion matrix (rows: true digit, columns: predicted):")
     lines.append("      " + "".join(f"{d:>6}" for d in range(10)))
     for digit, row in enumerate(metrics["confusion"]):
@@ -147,9 +154,15 @@ def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="error rate, per-digit accuracy and confusion matrix on the test set"
     )
-    parser.add_argument("model", nargs="?", default=None,
-                        help="run folder or .keras file (default: the shipped model)")
-    parser.add_argument("--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="run folder or .keras file (default: the shipped model)",
+    )
+    parser.add_argument(
+        "--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)"
+    )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     add_backend_argument(parser)
     parser.set_defaults(func=_evaluate_command)

@@ -124,7 +124,9 @@ def larger_cnn():
     return keras.Model(inputs, outputs, name="larger_cnn")
 
 
-@register("branch_cnn", "two-path block (1x1 linear + 5x5 relu) added element-wise, then a CNN head")
+@register(
+    "branch_cnn", "two-path block (1x1 linear + 5x5 relu) added element-wise, then a CNN head"
+)
 def branch_cnn():
     import keras
     from keras import layers
@@ -181,7 +183,9 @@ def _models_command(args) -> int:
             if row["our_error"] is not None
             else "not measured"
         )
-        print(f"{row['name']:<12} {row['parameters']:>10,} {tutorial:>9} {ours:>14}  {row['description']}")
+        print(
+            f"{row['name']:<12} {row['parameters']:>10,} {tutorial:>9} {ours:>14}  {row['description']}"
+        )
     return 0
 
 
@@ -200,5 +204,7 @@ def to_input(images):
     if images.ndim == 3:
         images = images[..., None]
     if images.shape[1:] != INPUT_SHAPE:
-        raise ValueError(f"Expected images of shape (N, 28, 28) or (N, 28, 28, 1), got {images.shape}.")
+        raise ValueError(
+            f"Expected images of shape (N, 28, 28) or (N, 28, 28, 1), got {images.shape}."
+        )
     return images.astype("float32") / 255.0

@@ -171,7 +171,8 @@ def environment_versions() -> dict:
         "mnistlab": __version__,
         "keras": keras.__version__,
         "backend": backend,
-        backend: sys.modules[backend_module].__version__ if backend_module in sys.modules
+        backend: sys.modules[backend_module].__version__
+        if backend_module in sys.modules
         else __import__(backend_module).__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),

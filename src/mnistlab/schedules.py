@@ -39,7 +39,11 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup_steps, rising, falling)
 
     def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+        }
 
 
 def make_schedule(config, steps_per_epoch: int):
@@ -56,4 +60,6 @@ def make_schedule(config, steps_per_epoch: int):
             decay_rate=EXPONENTIAL_DECAY_PER_EPOCH,
             staircase=True,
         )
-    raise ValueError(f"Unknown schedule '{config.schedule}'. Available: constant, onecycle, exponential.")
+    raise ValueError(
+        f"Unknown schedule '{config.schedule}'. Available: constant, onecycle, exponential."
+    )

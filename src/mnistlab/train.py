@@ -43,10 +43,13 @@ def resolve_config(model: str | None, config_file=None, resume: str | None = Non
     if resume:
         saved = runs.read_json(os.path.join(resume, runs.CONFIG_FILE))
         if model and model != saved["model"]:
-            raise ValueError(f"--resume {resume} continues a '{saved['model']}' run, not '{model}'.")
+            raise ValueError(
+                f"--resume {resume} continues a '{saved['model']}' run, not '{model}'."
+            )
         changed = {
-            k for k, v in overrides.items() if v is not None and k not in RESUMABLE_CHANGES
-            and v != saved.get(k)
+            k
+            for k, v in overrides.items()
+            if v is not None and k not in RESUMABLE_CHANGES and v != saved.get(k)
         }
         if changed:
             raise ValueError(
@@ -114,8 +117,14 @@ def prepare_data(config: TrainConfig, data=None):
             )
         x_val, y_val, validation = x_test, y_test, "test"
     return dict(
-        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
-        x_test=x_test, y_test=y_test, validation=validation, source=source,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        validation=validation,
+        source=source,
     )
 
 
@@ -331,7 +340,9 @@ def add_cli(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a registered model and save a run folder")
     parser.add_argument("model", nargs="?", help="registry name (see 'mnistlab models')")
     add_config_arguments(parser)
-    parser.add_argument("--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)")
+    parser.add_argument(
+        "--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)"
+    )
     parser.add_argument("--out", help="run folder to write (default runs/MODEL-TIMESTAMP)")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
     parser.add_argument("--config", help="TOML file of training settings")
@@ -344,8 +355,12 @@ def _train_command(args) -> int:
 
     overrides = {key: getattr(args, key) for key in fields_of(TrainConfig) if key != "model"}
     run = train(
-        args.model, data=args.data, out=args.out, resume=args.resume,
-        config_file=args.config, **overrides,
+        args.model,
+        data=args.data,
+        out=args.out,
+        resume=args.resume,
+        config_file=args.config,
+        **overrides,
     )
     print(f"Run folder: {run.path}")
     return 0
