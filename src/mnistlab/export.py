@@ -1,0 +1,549 @@
+"""Export a trained model to ONNX, for ONNX Runtime: a small converter from Keras layers.
+
+Why our own converter: Keras 3's ``model.export(format="onnx")`` needs tf2onnx on the
+TensorFlow backend (whose protobuf pin conflicts with TensorFlow 2.21's) or torch.onnx on
+the torch backend (a second backend in a subprocess, slow to start, and its graph changes
+with the torch version). The networks here are a few plain layers, each of which is one or
+two ONNX operators, so a table of converters written with ``onnx.helper`` is short, exact,
+exports in milliseconds, and fails with a clear message on a layer it does not know.
+
+The graph keeps Keras's interface: input ``images`` (N, 28, 28, 1) float32 in [0, 1], output
+``probabilities`` (N, 10). Inside, convolutions and pooling run channels-first, as ONNX
+defines them; a Transpose is inserted only where a layer needs the other layout (Flatten reads
+channels-last, so its output order is Keras's and the Dense weights are used as they are).
+
+Example:
+    >>> from mnistlab.export import export_onnx
+    >>> export_onnx("runs/cnn", "cnn.onnx")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+OPSET = 17  # ONNX operator set; ONNX Runtime >= 1.13 runs it
+IR_VERSION = 8  # ONNX file format version matching OPSET (readable by older runtimes too)
+INPUT_NAME = "images"  # (N, 28, 28, 1) float32 in [0, 1]
+OUTPUT_NAME = "probabilities"  # (N, 10) float32
+FIRST_LAYER_NAME = "first_layer"  # optional output: the first Conv2D/Dense layer's activations
+CHECK_TOLERANCE = 1e-4  # largest accepted |ONNX - Keras| probability difference
+FORMATS = ("onnx",)
+
+_NCHW_FROM_NHWC = [0, 3, 1, 2]
+_NHWC_FROM_NCHW = [0, 2, 3, 1]
+
+
+class _Graph:
+    """ONNX nodes and weights being built, and the layout of every 4D tensor made so far."""
+
+    def __init__(self):
+        self.nodes = []
+        self.initializers = []
+        self.channels_first = {}  # tensor name -> True if it is (N, C, H, W), False if NHWC
+        self.counter = 0
+        self.transposed = {}  # (tensor, to channels_first) -> name of the transposed copy
+
+    def name(self, hint: str) -> str:
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def weight(self, hint: str, value) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def add(self, op: str, inputs: list[str], hint: str, **attributes) -> str:
+        from onnx import helper
+
+        output = self.name(hint)
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    def layout(self, tensor: str, channels_first: bool) -> str:
+        """The tensor in the layout asked for, transposing (once) if needed."""
+        if tensor not in self.channels_first or self.channels_first[tensor] == channels_first:
+            return tensor
+        key = (tensor, channels_first)
+        if key not in self.transposed:
+            perm = _NCHW_FROM_NHWC if channels_first else _NHWC_FROM_NCHW
+            out = self.add("Transpose", [tensor], "transpose", perm=perm)
+            self.channels_first[out] = channels_first
+            self.transposed[key] = out
+        return self.transposed[key]
+
+
+def _activation(graph: _Graph, tensor: str, activation, hint: str) -> str:
+    """Applies a Keras activation (function or name) elementwise, keeping the layout."""
+    name = activation if isinstance(activation, str) else getattr(activation, "__name__", "")
+    layout = graph.channels_first.get(tensor)
+    if name in ("linear", None, ""):
+        return tensor
+    if name == "softmax":
+        tensor = graph.layout(tensor, channels_first=False)  # Keras: softmax over the last axis
+        return graph.add("Softmax", [tensor], hint + "_softmax", axis=-1)
+    if name in ("relu", "sigmoid", "tanh", "elu"):
+        op = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "elu": "Elu"}[name]
+        out = graph.add(op, [tensor], f"{hint}_{name}")
+    elif name in ("silu", "swish"):
+        gate = graph.add("Sigmoid", [tensor], hint + "_gate")
+        out = graph.add("Mul", [tensor, gate], hint + "_silu")
+    else:
+        raise ValueError(
+            f"Cannot export activation '{name}' to ONNX. Supported: linear, relu, softmax, "
+            "sigmoid, tanh, elu, silu. Add it to mnistlab/export.py (_activation)."
+        )
+    if layout is not None:
+        graph.channels_first[out] = layout
+    return out
+
+
+def _pads(padding: str, layer_name: str) -> dict:
+    if padding == "valid":
+        return {}
+    if padding == "same":  # TensorFlow pads the extra pixel at the end: SAME_UPPER
+        return {"auto_pad": "SAME_UPPER"}
+    raise ValueError(f"Layer '{layer_name}': cannot export padding '{padding}' to ONNX.")
+
+
+def _check_channels_last(layer) -> None:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise ValueError(
+            f"Layer '{layer.name}' uses data_format='{layer.data_format}'; the ONNX export "
+            "supports channels_last models only (Keras's default)."
+        )
+
+
+def _conv2d(graph, layer, inputs):
+    _check_channels_last(layer)
+    kernel, *bias = [np.asarray(w, np.float32) for w in layer.get_weights()]
+    x = graph.layout(inputs[0], channels_first=True)
+    weights = [graph.weight(layer.name + "_kernel", kernel.transpose(3, 2, 0, 1))]  # OIHW
+    if bias:
+        weights.append(graph.weight(layer.name + "_bias", bias[0]))
+    out = graph.add(
+        "Conv",
+        [x, *weights],
+        layer.name,
+        kernel_shape=list(kernel.shape[:2]),
+        strides=list(layer.strides),
+        dilations=list(layer.dilation_rate),
+        group=int(getattr(layer, "groups", 1)),
+        **_pads(layer.padding, layer.name),
+    )
+    graph.channels_first[out] = True
+    return _activation(graph, out, layer.activation, layer.name)
+
+
+def _dense(graph, layer, inputs):
+    kernel, *bias = [np.asarray(w, np.float32) for w in layer.get_weights()]
+    x = graph.layout(inputs[0], channels_first=False)  # Dense acts on the last (channel) axis
+    if len(layer.input.shape) == 2:
+        weights = [graph.weight(layer.name + "_kernel", kernel)]
+        if bias:
+            weights.append(graph.weight(layer.name + "_bias", bias[0]))
+        out = graph.add("Gemm", [x, *weights], layer.name)
+    else:
+        out = graph.add("MatMul", [x, graph.weight(layer.name + "_kernel", kernel)], layer.name)
+        if bias:
+            out = graph.add("Add", [out, graph.weight(layer.name + "_bias", bias[0])], layer.name)
+        if len(layer.input.shape) == 4:
+            graph.channels_first[out] = False
+    return _activation(graph, out, layer.activation, layer.name)
+
+
+def _pool(op: str):
+    def convert(graph, layer, inputs):
+        _check_channels_last(layer)
+        x = graph.layout(inputs[0], channels_first=True)
+        out = graph.add(
+            op,
+            [x],
+            layer.name,
+            kernel_shape=list(layer.pool_size),
+            strides=list(layer.strides),
+            **_pads(layer.padding, layer.name),
+        )
+        graph.channels_first[out] = True
+        return out
+
+    return convert
+
+
+def _global_pool(op: str):
+    def convert(graph, layer, inputs):
+        _check_channels_last(layer)
+        x = graph.layout(inputs[0], channels_first=True)
+        out = graph.add(op, [x], layer.name)  # (N, C, 1, 1)
+        if getattr(layer, "keepdims", False):
+            graph.channels_first[out] = True
+            return out
+        return graph.add("Flatten", [out], layer.name + "_flat", axis=1)
+
+    return convert
+
+
+def _flatten(graph, layer, inputs):
+    x = graph.layout(inputs[0], channels_first=False)  # Keras flattens (H, W, C) row-major
+    return graph.add("Flatten", [x], layer.name, axis=1)
+
+
+def _identity(graph, layer, inputs):  # Dropout, noise: nothing at inference
+    return inputs[0]
+
+
+def _batch_norm(graph, layer, inputs):
+    axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+    rank = len(layer.input.shape)
+    if axis not in (-1, rank - 1):
+        raise ValueError(
+            f"Layer '{layer.name}': only BatchNormalization over the last axis exports to ONNX."
+        )
+    weights = {w.path.split("/")[-1]: np.asarray(w.numpy(), np.float32) for w in layer.weights}
+    channels = weights["moving_mean"].shape[0]
+    scale = weights.get("gamma", np.ones(channels, np.float32))
+    offset = weights.get("beta", np.zeros(channels, np.float32))
+    # y = (x - mean) / sqrt(var + eps) * gamma + beta, folded into one multiply-add
+    factor = scale / np.sqrt(weights["moving_variance"] + np.float32(layer.epsilon))
+    shift = offset - weights["moving_mean"] * factor
+    if rank == 4:
+        x = graph.layout(inputs[0], channels_first=True)
+        factor, shift = factor.reshape(-1, 1, 1), shift.reshape(-1, 1, 1)
+    else:
+        x = inputs[0]
+    out = graph.add("Mul", [x, graph.weight(layer.name + "_factor", factor)], layer.name)
+    out = graph.add("Add", [out, graph.weight(layer.name + "_shift", shift)], layer.name)
+    if rank == 4:
+        graph.channels_first[out] = True
+    return out
+
+
+def _add(graph, layer, inputs):
+    layout = graph.channels_first.get(inputs[0])
+    tensors = [graph.layout(t, layout) if layout is not None else t for t in inputs]
+    out = tensors[0]
+    for other in tensors[1:]:
+        out = graph.add("Add", [out, other], layer.name)
+    if layout is not None:
+        graph.channels_first[out] = layout
+    return out
+
+
+def _concatenate(graph, layer, inputs):
+    layout = graph.channels_first.get(inputs[0])
+    rank = len(layer.output.shape)
+    axis = layer.axis % rank
+    if layout:  # channels-first copy: NHWC axis 3 is axis 1, axes 1 and 2 move up one
+        axis = {0: 0, 1: 2, 2: 3, 3: 1}[axis]
+    tensors = [graph.layout(t, layout) if layout is not None else t for t in inputs]
+    out = graph.add("Concat", tensors, layer.name, axis=axis)
+    if layout is not None:
+        graph.channels_first[out] = layout
+    return out
+
+
+def _activation_layer(graph, layer, inputs):
+    return _activation(graph, inputs[0], layer.activation, layer.name)
+
+
+def _relu_layer(graph, layer, inputs):
+    if layer.max_value is not None or layer.negative_slope or layer.threshold:
+        raise ValueError(
+            f"Layer '{layer.name}': only a plain ReLU (no max_value, slope or threshold) exports."
+        )
+    return _activation(graph, inputs[0], "relu", layer.name)
+
+
+def _softmax_layer(graph, layer, inputs):
+    if layer.axis not in (-1, len(layer.input.shape) - 1):
+        raise ValueError(f"Layer '{layer.name}': only a softmax over the last axis exports.")
+    return _activation(graph, inputs[0], "softmax", layer.name)
+
+
+def _rescaling(graph, layer, inputs):
+    x = inputs[0]
+    scale, offset = (np.asarray(v, np.float32) for v in (layer.scale, layer.offset))
+    if x in graph.channels_first and (scale.size > 1 or offset.size > 1):
+        x = graph.layout(x, channels_first=False)  # per-channel values broadcast on NHWC
+    out = graph.add("Mul", [x, graph.weight(layer.name + "_scale", scale)], layer.name)
+    out = graph.add("Add", [out, graph.weight(layer.name + "_offset", offset)], layer.name)
+    if x in graph.channels_first:
+        graph.channels_first[out] = graph.channels_first[x]
+    return out
+
+
+CONVERTERS = {
+    "Conv2D": _conv2d,
+    "Dense": _dense,
+    "MaxPooling2D": _pool("MaxPool"),
+    "AveragePooling2D": _pool("AveragePool"),
+    "GlobalAveragePooling2D": _global_pool("GlobalAveragePool"),
+    "GlobalMaxPooling2D": _global_pool("GlobalMaxPool"),
+    "Flatten": _flatten,
+    "Dropout": _identity,
+    "SpatialDropout2D": _identity,
+    "GaussianNoise": _identity,
+    "GaussianDropout": _identity,
+    "BatchNormalization": _batch_norm,
+    "Add": _add,
+    "Concatenate": _concatenate,
+    "Activation": _activation_layer,
+    "ReLU": _relu_layer,
+    "Softmax": _softmax_layer,
+    "Rescaling": _rescaling,
+}
+
+
+def _graph_nodes(model):
+    """The model's layer calls in execution order: (layer, input tensors, output tensor)."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        functional = getattr(model, "_functional", None)
+        if functional is None:
+            raise ValueError(
+                "This Sequential model has no input shape, so its graph is unknown; build it "
+                "with keras.Input(shape=(28, 28, 1)) as its first layer."
+            )
+        model = functional
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.operation is None or node.is_input:
+                continue
+            if len(node.output_tensors) != 1:
+                raise ValueError(f"Layer '{node.operation.name}' has several outputs; unsupported.")
+            yield node.operation, node.input_tensors, node.output_tensors[0]
+
+
+def keras_to_onnx(model, first_layer: bool = False):
+    """Converts a Keras image classifier into an ONNX model.
+
+    Args:
+        model: a keras.Model built from the layers in CONVERTERS, with one input
+            (N, 28, 28, 1) and one output (N, classes).
+        first_layer: also output FIRST_LAYER_NAME, the activations of the first Conv2D or
+            Dense layer (channels-last, as Keras gives them), for showing what it responds to.
+
+    Returns:
+        onnx.ModelProto with input INPUT_NAME and output OUTPUT_NAME (then FIRST_LAYER_NAME).
+
+    Raises:
+        ValueError: a layer or option the converter does not know; the message names it.
+
+    Example:
+        >>> proto = keras_to_onnx(mnistlab.load_model("runs/cnn"))   # doctest: +SKIP
+    """
+    from onnx import TensorProto, checker, helper
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError("Only models with one input and one output can be exported to ONNX.")
+    graph = _Graph()
+    tensors = {id(model.inputs[0]): INPUT_NAME}
+    graph.channels_first[INPUT_NAME] = False if len(model.inputs[0].shape) == 4 else None
+    if graph.channels_first[INPUT_NAME] is None:
+        del graph.channels_first[INPUT_NAME]
+    first_layer_tensor = None
+    for layer, inputs, output in _graph_nodes(model):
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind not in CONVERTERS:
+            raise ValueError(
+                f"Cannot export layer '{layer.name}' of type {kind} to ONNX. Supported: "
+                f"{', '.join(sorted(CONVERTERS))}. Add a converter to mnistlab/export.py."
+            )
+        names = [tensors[id(tensor)] for tensor in inputs]
+        tensors[id(output)] = CONVERTERS[kind](graph, layer, names)
+        if first_layer and first_layer_tensor is None and kind in ("Conv2D", "Dense"):
+            first_layer_tensor = tensors[id(output)], tuple(output.shape[1:])
+    result = graph.layout(tensors[id(model.outputs[0])], channels_first=False)
+    outputs = [(result, OUTPUT_NAME, tuple(model.outputs[0].shape[1:]))]
+    if first_layer_tensor is not None:
+        tensor, shape = first_layer_tensor
+        outputs.append((graph.layout(tensor, channels_first=False), FIRST_LAYER_NAME, shape))
+    output_infos = []
+    for tensor, name, shape in outputs:
+        graph.nodes.append(helper.make_node("Identity", [tensor], [name], name=name))
+        output_infos.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape]))
+    input_shape = ["N", *model.inputs[0].shape[1:]]
+    proto = helper.make_model(
+        helper.make_graph(
+            graph.nodes,
+            model.name,
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, input_shape)],
+            output_infos,
+            initializer=graph.initializers,
+        ),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="mnistlab",
+        doc_string=f"{model.name}: images (N, 28, 28, 1) float32 in [0, 1] -> probabilities",
+    )
+    helper.set_model_props(proto, {"model_name": model.name})
+    checker.check_model(proto)
+    return proto
+
+
+def compare(model, session, images) -> dict:
+    """Compares a Keras model with its ONNX Runtime session on the same images.
+
+    Args:
+        model: the keras.Model; session: an onnxruntime.InferenceSession of its export.
+        images: (N, 28, 28) uint8.
+
+    Returns:
+        dict: "images" (N), "argmax_agree" (count of equal predictions), "max_difference"
+        (largest |probability difference|).
+    """
+    from mnistlab.models import to_input
+
+    inputs = to_input(images)
+    expected = np.concatenate(
+        [
+            np.asarray(model(inputs[i : i + 1000], training=False))
+            for i in range(0, len(inputs), 1000)
+        ]
+    )
+    actual = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
+    return {
+        "images": len(images),
+        "argmax_agree": int((expected.argmax(1) == actual.argmax(1)).sum()),
+        "max_difference": float(np.abs(expected - actual).max()),
+    }
+
+
+def check_images(count: int = 500, seed: int = 0) -> np.ndarray:
+    """(count, 28, 28) uint8 check images: random strokes on noise, and pure noise.
+
+    Used to compare exports when MNIST is not at hand; half are random rectangles and lines
+    (digit-like ink), half uniform noise (every weight and bias contributes).
+    """
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, 28, 28)).astype(np.uint8)
+    for image in images[: count // 2]:
+        image[:] = rng.integers(0, 30, size=(28, 28))
+        for _ in range(rng.integers(1, 4)):
+            top, left = rng.integers(2, 20, size=2)
+            height, width = rng.integers(2, 14, size=2)
+            image[top : top + height, left : left + width] = 255
+    return images
+
+
+def export_onnx(spec: str | None, out: str, check: str | None = "auto") -> dict:
+    """Writes a trained model as an ONNX file and checks it against Keras.
+
+    Args:
+        spec: run folder, .keras file, or None for the shipped model.
+        out: the .onnx file to write (atomically).
+        check: "auto" compares on the MNIST test set if it is found locally, else on
+            check_images(); "synthetic" always uses check_images(); None skips the check.
+
+    Returns:
+        dict with "path", "bytes", and when checked "images", "argmax_agree",
+        "max_difference", "check_data".
+
+    Raises:
+        ValueError: an unsupported layer, or an export that disagrees with Keras (argmax
+            differs or a probability is off by more than CHECK_TOLERANCE).
+    """
+    from mnistlab import runs
+    from mnistlab.evaluate import load_model
+
+    model = load_model(spec)
+    proto = keras_to_onnx(model)
+    data = proto.SerializeToString()
+    report = {"path": out, "bytes": len(data)}
+    if check is not None:
+        report.update(verify(model, data, check))
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    with runs.atomic_path(out) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+    return report
+
+
+def verify(model, onnx_bytes: bytes, check: str = "auto", count: int = 500) -> dict:
+    """Runs ONNX bytes on ONNX Runtime and compares them with the Keras model.
+
+    Args:
+        model: the keras.Model; onnx_bytes: its serialized export.
+        check: "auto" (MNIST test set if found locally, else synthetic) or "synthetic".
+        count: how many synthetic check images (check_images) to use.
+
+    Returns:
+        The dict of ``compare`` plus "check_data" (which images were used).
+
+    Raises:
+        ValueError: an argmax differs, or a probability differs by more than CHECK_TOLERANCE.
+    """
+    from mnistlab.inference import onnx_session
+
+    images, source = None, "synthetic check images"
+    if check == "auto":
+        from mnistlab.data import DataError, load_mnist
+
+        try:
+            _, (images, _) = load_mnist(download=False)
+            source = "MNIST test set"
+        except DataError:
+            images = None
+    if images is None:
+        images = check_images(count)
+    result = compare(model, onnx_session(onnx_bytes), images)
+    result["check_data"] = source
+    if result["argmax_agree"] != result["images"] or result["max_difference"] > CHECK_TOLERANCE:
+        raise ValueError(
+            f"The ONNX export disagrees with Keras on the {source}: "
+            f"{result['images'] - result['argmax_agree']} of {result['images']} predictions "
+            f"differ, largest probability difference {result['max_difference']:.2e} (tolerance "
+            f"{CHECK_TOLERANCE:g}). Please report this with the model's layers."
+        )
+    return result
+
+
+def add_cli(subparsers) -> None:
+    from mnistlab.cli import add_backend_argument
+
+    parser = subparsers.add_parser(
+        "export", help="write a trained model as ONNX (for ONNX Runtime), checked against Keras"
+    )
+    parser.add_argument(
+        "model", nargs="?", default=None, help="run folder or .keras file (default: shipped)"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="file format")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="file to write (default: model.onnx beside the run's model; ./model.onnx for the "
+        "shipped one)",
+    )
+    parser.add_argument(
+        "--check",
+        choices=("auto", "synthetic", "none"),
+        default="auto",
+        help="compare with Keras on the MNIST test set if found locally, else on synthetic "
+        "images (auto); on synthetic images only; or not at all",
+    )
+    add_backend_argument(parser)
+    parser.set_defaults(func=_export_command)
+
+
+def _export_command(args) -> int:
+    from mnistlab.evaluate import resolve_model_path
+
+    source = resolve_model_path(args.model)  # fails early on a wrong model name
+    default = "model.onnx" if args.model is None else os.path.splitext(source)[0] + ".onnx"
+    out = args.out or default
+    report = export_onnx(args.model, out, check=None if args.check == "none" else args.check)
+    print(f"Wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB, ONNX opset {OPSET}).")
+    if "images" in report:
+        print(
+            f"Checked against Keras on the {report['check_data']}: "
+            f"{report['argmax_agree']}/{report['images']} predictions equal, largest "
+            f"probability difference {report['max_difference']:.1e}."
+        )
+    return 0
