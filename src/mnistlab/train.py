@@ -197,6 +197,7 @@ def train(
     resume: str | None = None,
     config_file=None,
     backend: str | None = None,
+    distribute: str = "none",
     **overrides,
 ) -> Run:
     """Trains a registered model and writes a run folder.
@@ -209,6 +210,8 @@ def train(
         resume: an incomplete run folder to continue from its last finished epoch.
         config_file: TOML file of TrainConfig keys.
         backend: "tensorflow", "jax" or "torch" (must be chosen before Keras is imported).
+        distribute: "none", or "data-parallel" to split each batch across all devices
+            (JAX backend only; see mnistlab.distribute and docs/scaling.md).
         **overrides: any TrainConfig key, e.g. epochs=1, batch_size=128, seed=3.
 
     Returns:
@@ -220,9 +223,10 @@ def train(
         >>> run.metrics["error"]                                      # doctest: +SKIP
         2.91
     """
+    from mnistlab import distribute as distribution
     from mnistlab.backend import use_backend
 
-    use_backend(backend)
+    distribution.check_strategy(distribute, use_backend(backend))  # before any folder is made
     config = resolve_config(model, config_file, resume, **overrides)
     folder = resume or out or default_out(config.model)
     if not resume and os.path.exists(os.path.join(folder, runs.CONFIG_FILE)):
@@ -230,11 +234,11 @@ def train(
             f"Run folder '{folder}' already holds a run. Continue it with --resume {folder}, "
             "or choose another --out folder."
         )
-    with runs.lock_run(folder):
-        return _train_locked(config, folder, data, resumed=bool(resume))
+    with runs.lock_run(folder), distribution.scope(distribute, config.batch_size) as plan:
+        return _train_locked(config, folder, data, resumed=bool(resume), plan=plan)
 
 
-def _train_locked(config: TrainConfig, folder: str, data, resumed: bool) -> Run:
+def _train_locked(config: TrainConfig, folder: str, data, resumed: bool, plan) -> Run:
     import keras
     import numpy as np
 
@@ -242,9 +246,9 @@ def _train_locked(config: TrainConfig, folder: str, data, resumed: bool) -> Run:
     from mnistlab.models import NUM_CLASSES, create_model, to_input
 
     seed_everything(config.seed)
-    split = prepare_data(config, data)
+    split = plan.shard(prepare_data(config, data))  # this process's share of the images
     done = runs.finished_epochs(folder) if resumed else 0
-    steps_per_epoch = int(np.ceil(len(split["x_train"]) / config.batch_size))
+    steps_per_epoch = int(np.ceil(len(split["x_train"]) / plan.local_batch_size(config.batch_size)))
     if done and os.path.exists(os.path.join(folder, runs.CHECKPOINT_FILE)):
         model = keras.saving.load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
         if config.verbose:
@@ -261,6 +265,7 @@ def _train_locked(config: TrainConfig, folder: str, data, resumed: bool) -> Run:
         "validation": split["validation"],
         "train_images": len(split["x_train"]),
         "compile": compile_settings(config),
+        "distribution": plan.describe(),
     }
     runs.write_json(os.path.join(folder, runs.META_FILE), meta)
 
@@ -280,7 +285,7 @@ def _train_locked(config: TrainConfig, folder: str, data, resumed: bool) -> Run:
         inputs = training_inputs(config, to_input(split["x_train"]), y_train)
         model.fit(
             *inputs["args"],
-            batch_size=inputs["batch_size"],
+            batch_size=plan.local_batch_size(inputs["batch_size"]),
             steps_per_epoch=inputs["steps_per_epoch"],
             epochs=config.epochs,
             initial_epoch=done,
@@ -290,7 +295,8 @@ def _train_locked(config: TrainConfig, folder: str, data, resumed: bool) -> Run:
             callbacks=callbacks,
         )
     train_seconds = time.perf_counter() - started
-    metrics = measure(model, split["x_test"], split["y_test"])
+    with plan.paused():  # the whole test set on one device: any size, no split batches
+        metrics = measure(model, split["x_test"], split["y_test"])
     metrics["train_seconds_this_process"] = train_seconds
     history = runs.read_history(folder)
     metrics["epochs_run"] = len(history)
@@ -336,6 +342,7 @@ def add_config_arguments(parser) -> None:
 
 def add_cli(subparsers) -> None:
     from mnistlab.cli import add_backend_argument
+    from mnistlab.distribute import add_cli_argument as distribute_argument
 
     parser = subparsers.add_parser("train", help="train a registered model and save a run folder")
     parser.add_argument("model", nargs="?", help="registry name (see 'mnistlab models')")
@@ -347,6 +354,7 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
     parser.add_argument("--config", help="TOML file of training settings")
     add_backend_argument(parser)
+    distribute_argument(parser)
     parser.set_defaults(func=_train_command)
 
 
@@ -360,6 +368,7 @@ def _train_command(args) -> int:
         out=args.out,
         resume=args.resume,
         config_file=args.config,
+        distribute=args.distribute,
         **overrides,
     )
     print(f"Run folder: {run.path}")
