@@ -1,0 +1,139 @@
+"""The peer: the tutorial's networks as a plain Keras 3 script (``model.fit`` on numpy arrays).
+
+This is the code people run today (the machinelearningmastery tutorial, ported to Keras 3):
+Sequential models, ``compile(loss="categorical_crossentropy", optimizer="adam")`` with
+Keras's default compile settings, ``fit`` on float32 numpy arrays with batch 200 and the
+test images as validation data. Nothing here is tuned. The only additions are measurement:
+a callback that times each epoch and a JSON line at the end.
+
+Usage:
+    KERAS_BACKEND=jax python benchmarks/plain/keras_tutorial.py --model cnn --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+MODELS = ("mlp", "cnn", "larger_cnn", "branch_cnn")
+
+
+def build(name: str):
+    """The tutorial's networks, written the way the tutorial writes them."""
+    import keras
+    from keras import layers
+
+    if name == "mlp":
+        return keras.Sequential(
+            [
+                keras.Input((784,)),
+                layers.Dense(784, kernel_initializer="normal", activation="relu"),
+                layers.Dense(10, kernel_initializer="normal", activation="softmax"),
+            ]
+        )
+    if name == "cnn":
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                layers.Conv2D(32, (5, 5), activation="relu"),
+                layers.MaxPooling2D(pool_size=(2, 2)),
+                layers.Dropout(0.2),
+                layers.Flatten(),
+                layers.Dense(128, activation="relu"),
+                layers.Dense(10, activation="softmax"),
+            ]
+        )
+    if name == "larger_cnn":
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                layers.Conv2D(30, (5, 5), activation="relu"),
+                layers.MaxPooling2D(pool_size=(2, 2)),
+                layers.Conv2D(15, (3, 3), activation="relu"),
+                layers.MaxPooling2D(pool_size=(2, 2)),
+                layers.Dropout(0.2),
+                layers.Flatten(),
+                layers.Dense(128, activation="relu"),
+                layers.Dense(50, activation="relu"),
+                layers.Dense(10, activation="softmax"),
+            ]
+        )
+    if name == "branch_cnn":  # the two-path block needs the functional API
+        inputs = keras.Input((28, 28, 1))
+        left = layers.Conv2D(16, (1, 1), padding="same")(inputs)
+        right = layers.Conv2D(16, (5, 5), padding="same", activation="relu")(inputs)
+        x = layers.Add()([left, right])
+        x = layers.MaxPooling2D(pool_size=(2, 2))(x)
+        x = layers.Dropout(0.2)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(128, activation="relu")(x)
+        outputs = layers.Dense(10, activation="softmax")(x)
+        return keras.Model(inputs, outputs)
+    raise ValueError(f"Unknown model '{name}'. Available: {', '.join(MODELS)}.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODELS, default="cnn", help="network (default cnn)")
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
+    parser.add_argument("--batch-size", type=int, default=200, help="images per step (default 200)")
+    parser.add_argument("--train-images", type=int, default=60000, help="images per epoch")
+    parser.add_argument("--val-images", type=int, default=10000, help="test images per epoch")
+    args = parser.parse_args(argv)
+
+    # Loading is not timed; the tutorial calls keras.datasets.mnist.load_data(), which needs
+    # the network, so the same arrays come from the local files here.
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    from mnistlab.data import load_mnist
+
+    (x_train, y_train), (x_test, y_test) = load_mnist()
+    import keras
+
+    keras.utils.set_random_seed(7)
+    shape = (-1, 784) if args.model == "mlp" else (-1, 28, 28, 1)
+    x_train = x_train[: args.train_images].reshape(shape).astype("float32") / 255
+    x_test = x_test[: args.val_images].reshape(shape).astype("float32") / 255
+    y_train = keras.utils.to_categorical(y_train[: args.train_images], 10)
+    y_test = keras.utils.to_categorical(y_test[: args.val_images], 10)
+
+    model = build(args.model)
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+
+    class EpochTimer(keras.callbacks.Callback):
+        seconds: list = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    timer = EpochTimer()
+    started = time.perf_counter()
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_test, y_test),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        verbose=0,
+        callbacks=[timer],
+    )
+    fit_seconds = time.perf_counter() - started
+    result = {
+        "epoch_seconds": timer.seconds,
+        "fit_seconds": fit_seconds,
+        "val_accuracy": history.history["val_accuracy"][-1],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "backend": keras.backend.backend(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Training speed: mnistlab against the scripts people use now, and against the machine's limit.
+
+For each of the tutorial's networks, on every installed backend, in one run, interleaved
+(round r of every measurement before round r+1 of any), each measurement in its own process:
+
+- mnistlab: ``mnistlab.train`` with the compile settings users get (FAST_SETTINGS);
+- plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
+  backend, Keras's default compile settings;
+- plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory).
+
+Every process trains a warm-up epoch (tracing, compiling, thread start) and then timed epochs
+of --train-images images, each followed by validation on --val-images test images, as the
+tutorial does (60,000 : 10,000). Images per second = train images / epoch seconds, median over
+rounds. GFLOP/s counts the multiply-adds analytically (mnistlab.flops: training and the
+validation forward passes) against the float32 matrix-multiply GFLOP/s numpy reaches in the same
+run (best of the measurements taken between rounds). Peak memory is the process's max RSS.
+
+Usage:
+    flock /tmp/mnistlab-heavy.lock python benchmarks/speed.py            # ~12 min on 2 cores
+    python benchmarks/speed.py --tiny                                      # smoke test, ~20 s
+    python benchmarks/speed.py --sweep                                     # compile settings
+
+Writes benchmarks/results/speed.md and speed.json (or settings.md/json with --sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+MODELS = ("mlp", "cnn", "larger_cnn", "branch_cnn")
+BACKENDS = ("tensorflow", "jax", "torch")
+PLAIN = {
+    "keras": os.path.join(HERE, "plain", "keras_tutorial.py"),
+    "pytorch": os.path.join(HERE, "plain", "torch_loop.py"),
+}
+
+
+# --- one measurement, in its own process ---------------------------------------------------
+
+
+def mnistlab_worker(args) -> dict:
+    """Trains with mnistlab.train exactly as a user would, and reads the epoch times back."""
+    import mnistlab
+    from mnistlab import flops, runs
+
+    (x_train, y_train), (x_test, y_test) = mnistlab.load_mnist()
+    data = (
+        (x_train[: args.train_images], y_train[: args.train_images]),
+        (x_test[: args.val_images], y_test[: args.val_images]),
+    )
+    overrides = {}
+    for item in args.set or []:
+        key, value = item.split("=", 1)
+        overrides[key] = int(value) if value.isdigit() else value
+    with tempfile.TemporaryDirectory() as folder:
+        run = mnistlab.train(
+            args.model,
+            data=data,
+            out=os.path.join(folder, "run"),
+            backend=args.backend,
+            epochs=args.epochs,
+            val_size=0,  # validate on the test images each epoch, as the tutorial does
+            verbose=0,
+            **overrides,
+        )
+        history = runs.read_history(run.path)
+        meta = runs.read_json(os.path.join(run.path, runs.META_FILE))
+    return {
+        "epoch_seconds": [float(row["seconds"]) for row in history],
+        "fit_seconds": run.metrics["train_seconds_this_process"],
+        "val_accuracy": float(history[-1]["val_accuracy"]),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "backend": meta["versions"]["backend"],
+        "compile": meta["compile"],
+        "train_flops": flops.training_flops(run.model),
+        "forward_flops": flops.forward_flops(run.model),
+    }
+
+
+def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> dict:
+    """Runs one measurement in a fresh process; returns its JSON result plus images/s."""
+    common = [
+        "--model", model, "--epochs", str(1 + args.timed_epochs),
+        "--train-images", str(args.train_images), "--val-images", str(args.val_images),
+    ]  # fmt: skip
+    if impl == "mnistlab":
+        command = [sys.executable, __file__, "--worker", "--backend", backend, *common]
+        command += [part for item in settings for part in ("--set", item)]
+    else:
+        command = [sys.executable, PLAIN[impl], *common]
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"{impl}/{backend}/{model} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    timed = result["epoch_seconds"][1:]  # the first epoch is the warm-up
+    # Work fit does outside the timed epochs (checkpoints, callbacks), shared over the epochs.
+    overhead = max(0.0, result["fit_seconds"] - sum(result["epoch_seconds"]))
+    result["seconds_per_epoch"] = statistics.median(timed) + overhead / len(result["epoch_seconds"])
+    result["images_per_second"] = args.train_images / result["seconds_per_epoch"]
+    return result
+
+
+# --- the whole benchmark -------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def installed_backends() -> list[str]:
+    import importlib.util
+
+    modules = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+    return [name for name in BACKENDS if importlib.util.find_spec(modules[name])]
+
+
+def plan(args) -> list[tuple]:
+    """(implementation, backend, model, settings) for every measurement of one round."""
+    jobs = []
+    for model in args.models:
+        for backend in args.backends:
+            if args.sweep:
+                for jit in ("false", "true"):
+                    for steps in args.sweep_steps:
+                        settings = (f"jit_compile={jit}", f"steps_per_execution={steps}")
+                        jobs.append(("mnistlab", backend, model, settings))
+                continue
+            jobs.append(("mnistlab", backend, model, ()))
+            jobs.append(("keras", backend, model, ()))
+        if not args.sweep and "torch" in installed_backends():
+            jobs.append(("pytorch", "torch", model, ()))
+    return jobs
+
+
+def network_flops(results: dict) -> dict:
+    """(training, forward) FLOPs per image of each network, as the mnistlab workers counted."""
+    counts = {}
+    for (impl, _, model, _), runs in results.items():
+        if impl == "mnistlab":
+            counts[model] = (runs[0]["train_flops"], runs[0]["forward_flops"])
+    return counts
+
+
+def summarize(results: dict, matmul: float, args) -> list[dict]:
+    flops = network_flops(results)
+    rows = []
+    for (impl, backend, model, settings), runs in results.items():
+        speeds = [run["images_per_second"] for run in runs]
+        seconds = statistics.median(run["seconds_per_epoch"] for run in runs)
+        train_flops, forward_flops = flops[model]
+        work = train_flops * args.train_images + forward_flops * args.val_images
+        gflops = work / seconds / 1e9
+        rows.append(
+            {
+                "model": model,
+                "implementation": impl,
+                "backend": backend,
+                "settings": " ".join(settings) or "default",
+                "images_per_second": statistics.median(speeds),
+                "spread": [min(speeds), max(speeds)],
+                "gflops": gflops,
+                "percent_of_matmul": 100 * gflops / matmul,
+                "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+                "val_accuracy": statistics.median(run["val_accuracy"] for run in runs),
+                "compile": runs[0].get("compile"),
+            }
+        )
+    return rows
+
+
+def speed_of(rows, model, impl, backend):
+    for row in rows:
+        if (row["model"], row["implementation"], row["backend"]) == (model, impl, backend):
+            return row["images_per_second"]
+    return None
+
+
+def markdown(rows, matmul: float, args, elapsed: float) -> str:
+    lines = [
+        "# Training speed",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores. numpy float32 matrix multiply: "
+        f"**{matmul:.1f} GFLOP/s** (best of the run). {args.rounds} rounds, interleaved, each "
+        f"measurement a fresh process: one warm-up epoch, then {args.timed_epochs} timed "
+        f"epoch(s) of {args.train_images} training + {args.val_images} validation images, "
+        "batch 200, Adam. Median over rounds; [min-max] over rounds. "
+        f"Whole run: {elapsed / 60:.1f} min.",
+        "",
+        f"Command: `python benchmarks/speed.py {' '.join(args.argv)}`".replace(" `", "`"),
+        "",
+    ]
+    if args.sweep:
+        lines += [
+            "| network | backend | settings | images/s | [min-max] | GFLOP/s | % matmul |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for row in rows:
+            low, high = row["spread"]
+            lines.append(
+                f"| {row['model']} | {row['backend']} | {row['settings']} | "
+                f"{row['images_per_second']:.0f} | {low:.0f}-{high:.0f} | {row['gflops']:.1f} | "
+                f"{row['percent_of_matmul']:.0f}% |"
+            )
+        return "\n".join(lines) + "\n"
+    lines += [
+        "| network | implementation | backend | images/s | [min-max] | x plain Keras | "
+        "x plain PyTorch | GFLOP/s | % matmul | peak RSS MB | val acc |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        keras_speed = speed_of(rows, row["model"], "keras", row["backend"])
+        torch_speed = speed_of(rows, row["model"], "pytorch", "torch")
+        speed = row["images_per_second"]
+        versus_keras = f"{speed / keras_speed:.2f}" if keras_speed else "-"
+        versus_torch = f"{speed / torch_speed:.2f}" if torch_speed else "-"
+        low, high = row["spread"]
+        name = row["implementation"] if row["implementation"] != "mnistlab" else "**mnistlab**"
+        lines.append(
+            f"| {row['model']} | {name} | {row['backend']} | {speed:.0f} | {low:.0f}-{high:.0f} | "
+            f"{versus_keras} | {versus_torch} | {row['gflops']:.1f} | "
+            f"{row['percent_of_matmul']:.0f}% | {row['peak_rss_mb']:.0f} | "
+            f"{row['val_accuracy']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Training speed: mnistlab against its peers.")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None)
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions per measurement")
+    parser.add_argument("--timed-epochs", type=int, default=1, help="timed epochs per process")
+    parser.add_argument("--train-images", type=int, default=6000, help="images per epoch")
+    parser.add_argument("--val-images", type=int, default=1000, help="validation images/epoch")
+    parser.add_argument("--sweep", action="store_true", help="compare compile settings instead")
+    parser.add_argument("--sweep-steps", nargs="+", type=int, default=[1, 10])
+    parser.add_argument("--tiny", action="store_true", help="a few batches, for CI")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
+    # worker mode (one measurement; used by the benchmark itself)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.worker:
+        print(json.dumps(mnistlab_worker(args)))
+        return 0
+    if args.tiny:
+        args.models, args.rounds, args.train_images, args.val_images = ["cnn"], 1, 400, 200
+        args.backends = args.backends or ["tensorflow"]
+        args.sweep_steps = args.sweep_steps[:1]
+    args.backends = args.backends or installed_backends()
+
+    started = time.perf_counter()
+    from mnistlab.flops import matmul_gflops
+
+    matrix_size = 512 if args.tiny else 2048
+    matmul = [matmul_gflops(matrix_size)]
+    jobs = plan(args)
+    results: dict = {job: [] for job in jobs}
+    for round_index in range(args.rounds):
+        for job in jobs:
+            result = run_measurement(*job[:3], args, settings=job[3])
+            results[job].append(result)
+            print(
+                f"round {round_index + 1}/{args.rounds} {job[0]:>8} {job[1]:>10} {job[2]:>10} "
+                f"{' '.join(job[3]):<40} {result['images_per_second']:8.0f} images/s",
+                flush=True,
+            )
+        matmul.append(matmul_gflops(matrix_size))
+    rows = summarize(results, max(matmul), args)
+    name = "settings" if args.sweep else "speed"
+    os.makedirs(args.out, exist_ok=True)
+    text = markdown(rows, max(matmul), args, time.perf_counter() - started)
+    with open(os.path.join(args.out, f"{name}.md"), "w") as handle:
+        handle.write(text)
+    with open(os.path.join(args.out, f"{name}.json"), "w") as handle:
+        json.dump({"cpu": cpu_model(), "matmul_gflops": matmul, "rows": rows}, handle, indent=1)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.join(REPO, "src"))
+    sys.exit(main())

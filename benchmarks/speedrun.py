@@ -1,0 +1,148 @@
+"""Time to accuracy of ``mnistlab speedrun``: both settings of the recipe, 5 seeds each.
+
+Runs the command itself (``mnistlab speedrun --target T --seeds N --json ...``) in a fresh
+process per target, so the numbers are what a user gets; process start, importing Keras and
+loading MNIST are reported apart from the training seconds the budgets apply to. The curves
+are the test accuracy after each epoch against the training seconds so far (the recipe never
+uses the test set to decide anything; it is only measured).
+
+Usage:
+    flock /tmp/mnistlab-heavy.lock python benchmarks/speedrun.py       # ~9 min on 2 cores
+    python benchmarks/speedrun.py --targets 99.0                          # ~1.5 min
+    python benchmarks/speedrun.py --tiny --data tests/mnist.npz           # smoke test
+
+Writes benchmarks/results/speedrun.md, speedrun.json and speedrun.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def run_target(target: str, args) -> dict:
+    """One `mnistlab speedrun` process; returns its JSON report plus the process's wall time."""
+    with tempfile.TemporaryDirectory() as folder:
+        report_file = os.path.join(folder, "report.json")
+        command = [
+            sys.executable, "-m", "mnistlab", "speedrun", "--target", target,
+            "--seeds", str(args.seeds), "--out", os.path.join(folder, "runs"),
+            "--json", report_file,
+        ]  # fmt: skip
+        if args.backend:
+            command += ["--backend", args.backend]
+        if args.data:
+            command += ["--data", args.data]
+        if args.tiny:
+            command += ["--epochs", "1", "--train-size", "600"]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"mnistlab speedrun --target {target} failed:\n{done.stderr}")
+        print(done.stdout, flush=True)
+        with open(report_file) as handle:
+            report = json.load(handle)
+    report["process_seconds"] = wall
+    return report
+
+
+def write_markdown(reports: list[dict], cpu: str, command: str) -> str:
+    lines = [
+        "# Speedrun: time to test accuracy",
+        "",
+        f"Machine: {cpu}, {os.cpu_count()} cores. Command: `{command}`. Each target runs in one "
+        "fresh process; every seed trains a fresh model (tracing and compiling included in "
+        "its training seconds). Training seconds = `model.fit`, with the per-epoch test "
+        "evaluation and checkpoint inside it; importing Keras and loading MNIST are not counted.",
+        "",
+        "| target | budget | backend | seeds | settings | train s (mean ± sd, max) | "
+        "test accuracy % (mean ± sd) | min acc | import s | load s | process s | reached |",
+        "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for report in reports:
+        seconds = [run["train_seconds"] for run in report["runs"]]
+        accuracy = [run["accuracy"] for run in report["runs"]]
+        settings = ", ".join(f"{key}={value}" for key, value in report["settings"].items())
+        lines.append(
+            f"| {report['target']}% | {report['budget_seconds']:.0f} s | {report['backend']} | "
+            f"{len(seconds)} | {settings} | {report['train_seconds_mean']:.2f} ± "
+            f"{report['train_seconds_std']:.2f}, {max(seconds):.2f} | "
+            f"{report['accuracy_mean']:.2f} ± {report['accuracy_std']:.2f} | "
+            f"{min(accuracy):.2f} | {report['import_seconds']:.1f} | "
+            f"{report['data_seconds']:.1f} | {report['process_seconds']:.0f} | "
+            f"{'yes' if report['reached'] else 'NO'} |"
+        )
+    lines += ["", "Per seed (train seconds, test accuracy %):", ""]
+    for report in reports:
+        runs = ", ".join(
+            f"seed {run['seed']}: {run['train_seconds']:.2f} s, {run['accuracy']:.2f}%"
+            for run in report["runs"]
+        )
+        lines.append(f"- {report['target']}%: {runs}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(reports: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(reports), figsize=(5.5 * len(reports), 4), squeeze=False)
+    for axis, report in zip(axes[0], reports, strict=True):
+        for run in report["runs"]:
+            seconds, accuracy = zip(*run["curve"], strict=True)
+            axis.plot((0,) + seconds, (10.0,) + accuracy, marker="o", alpha=0.7)
+        target = float(report["target"])
+        axis.axhline(target, color="gray", linestyle="--", label=f"target {target}%")
+        axis.axvline(report["budget_seconds"], color="red", linestyle=":", label="budget")
+        axis.set_ylim(target - 1.5, 100)
+        axis.set_xlabel("training seconds")
+        axis.set_ylabel("test accuracy after each epoch (%)")
+        axis.set_title(f"--target {report['target']} ({report['backend']}, one line per seed)")
+        axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Time to accuracy of mnistlab speedrun.")
+    parser.add_argument("--targets", nargs="+", default=["99.0", "99.5"], help="targets (%%)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per target (default 5)")
+    parser.add_argument("--backend", help="Keras backend (default: mnistlab's default)")
+    parser.add_argument("--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA)")
+    parser.add_argument("--tiny", action="store_true", help="one seed, one short epoch: for CI")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.targets, args.seeds = args.targets[:1], 1
+    reports = [run_target(target, args) for target in args.targets]
+
+    sys.path.insert(0, HERE)
+    from speed import cpu_model
+
+    command = "python benchmarks/speedrun.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    os.makedirs(args.out, exist_ok=True)
+    text = write_markdown(reports, cpu_model(), command.strip())
+    with open(os.path.join(args.out, "speedrun.md"), "w") as handle:
+        handle.write(text)
+    with open(os.path.join(args.out, "speedrun.json"), "w") as handle:
+        json.dump(reports, handle, indent=1)
+    plot(reports, os.path.join(args.out, "speedrun.png"))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Speed: the FLOP counter against hand counts, the speedrun recipe, the benchmarks' tiny mode."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mnistlab import flops
+from tests.conftest import REPO, run_cli
+
+
+def _model(*layers_after_input, shape):
+    import keras
+
+    inputs = keras.Input(shape)
+    x = inputs
+    for layer in layers_after_input:
+        x = layer(x)
+    return keras.Model(inputs, x)
+
+
+def test_dense_multiply_adds_match_a_hand_count():
+    from keras import layers
+
+    model = _model(layers.Dense(10), shape=(784,))
+    assert flops.forward_macs(model) == 784 * 10
+    # first layer: forward + weight gradient only (nothing trainable before it)
+    assert flops.training_macs(model) == 2 * 784 * 10
+    assert flops.forward_flops(model) == 2 * 784 * 10
+    on_sequences = _model(layers.Dense(3), shape=(5, 7))  # Dense acts on each of 5 positions
+    assert flops.forward_macs(on_sequences) == 5 * 7 * 3
+
+
+def test_convolution_multiply_adds_match_a_hand_count():
+    from keras import layers
+
+    model = _model(layers.Conv2D(32, 5), shape=(28, 28, 1))  # (24, 24, 32) out, 5x5x1 kernel
+    assert flops.forward_macs(model) == 24 * 24 * 32 * 5 * 5 * 1
+    same = _model(layers.Conv2D(8, 3, strides=2, padding="same"), shape=(10, 10, 4))
+    assert flops.forward_macs(same) == 5 * 5 * 8 * 3 * 3 * 4
+
+
+def test_training_counts_input_gradients_only_after_a_trainable_layer():
+    from keras import layers
+
+    model = _model(
+        layers.Conv2D(4, 3),  # (6, 6, 4): 6*6*4*9 = 1296 multiply-adds
+        layers.MaxPooling2D(2),  # (3, 3, 4): not counted
+        layers.Flatten(),  # (36,)
+        layers.Dense(10),  # 360 multiply-adds, and its input gradient is needed
+        shape=(8, 8, 1),
+    )
+    assert flops.forward_macs(model) == 1296 + 360
+    assert flops.training_macs(model) == 2 * 1296 + 3 * 360
+    assert flops.training_flops(model) == 2 * (2 * 1296 + 3 * 360)
+
+
+def test_tutorial_cnn_count_matches_its_layers():
+    from mnistlab.models import create_model
+
+    conv, hidden, output = 24 * 24 * 32 * 25, 12 * 12 * 32 * 128, 128 * 10
+    assert flops.forward_macs(create_model("cnn")) == conv + hidden + output
+
+
+def test_matmul_benchmark_reports_a_positive_rate():
+    assert flops.matmul_gflops(size=128, repeats=2) > 0
+
+
+def test_speedrun_is_registered_with_its_recipe():
+    from mnistlab import speedrun
+    from mnistlab.models import REGISTRY, create_model
+    from mnistlab.train import resolve_config
+
+    assert "speedrun" in REGISTRY
+    config = resolve_config("speedrun")
+    assert config.schedule == "onecycle" and config.val_size == 0
+    assert config.epochs == speedrun.TARGETS["99.0"]["settings"]["epochs"]
+    model = create_model("speedrun")
+    assert tuple(model.output.shape) == (None, 10)
+    # 5x5 conv to (24, 24, 16), 3x3 conv 16 -> 32 to (10, 10, 32), dense 800 -> 10
+    assert flops.forward_macs(model) == 24 * 24 * 16 * 25 + 10 * 10 * 32 * 9 * 16 + 800 * 10
+
+
+def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
+    from mnistlab import speedrun
+
+    report = speedrun.run_speedrun(
+        "99.0", seeds=[1], data=tiny_data, out=str(tmp_path), epochs=2, batch_size=64
+    )
+    (run,) = report["runs"]
+    assert report["settings"]["epochs"] == 2 and len(run["curve"]) == 2
+    assert run["accuracy"] > 50  # ten bar classes; chance is 10 %
+    assert run["train_seconds"] > 0 and report["import_seconds"] >= 0
+    assert report["reached"] is False  # the tiny set's accuracy is not the MNIST target
+    assert "seed" in speedrun.format_report(report)
+    with pytest.raises(ValueError, match="Unknown target"):
+        speedrun.run_speedrun("98")
+
+
+def test_speedrun_command_refuses_bad_seeds():
+    result = run_cli("speedrun", "--seeds", "0")
+    assert result.returncode == 2 and "--seeds must be at least 1" in result.stderr
+
+
+def _script(*args, data, timeout=120):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MNISTLAB_DATA": data}
+    env["PYTHONPATH"] = os.path.join(REPO, "src")
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout
+    )
+
+
+def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
+    result = _script("benchmarks/speed.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.load(open(tmp_path / "speed.json"))["rows"]
+    peers = {"keras", "pytorch"} if importlib.util.find_spec("torch") else {"keras"}
+    assert {row["implementation"] for row in rows} == {"mnistlab"} | peers
+    assert all(row["images_per_second"] > 0 and row["gflops"] > 0 for row in rows)
+    assert "| cnn | **mnistlab** | tensorflow |" in (tmp_path / "speed.md").read_text()
+
+
+def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
+    result = _script("benchmarks/speedrun.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (report,) = json.load(open(tmp_path / "speedrun.json"))
+    assert len(report["runs"]) == 1 and report["runs"][0]["accuracy"] > 0
+    assert (tmp_path / "speedrun.png").stat().st_size > 0
