@@ -1,0 +1,175 @@
+"""The drawing page in a real browser: headless Chromium draws digits and reads the answer.
+
+Needs Debian's Chromium (/usr/bin/chromium; never ``playwright install``: no network) and a
+model that reads hand-drawn digits: the shipped model if installed, else a cnn trained for
+one epoch on 10,000 real MNIST images (about 10 s; needs $MNISTLAB_DATA). Screenshots go to
+test-artifacts/ for a person to look at.
+"""
+
+import math
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.conftest import REPO, real_data_path
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(REPO, "test-artifacts")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason=f"{CHROMIUM} is absent: apt-get install chromium to run the browser test",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def drawing_model(tmp_path_factory):
+    """A model that recognises drawn digits: the shipped one, else one trained briefly."""
+    from mnistlab.evaluate import PRETRAINED_MODEL
+
+    if os.path.exists(PRETRAINED_MODEL):
+        return None
+    if not real_data_path():
+        pytest.skip("no shipped model and no MNIST ($MNISTLAB_DATA) to train one on")
+    import mnistlab
+    from mnistlab.data import load_mnist
+
+    (x_train, y_train), (x_test, y_test) = load_mnist()
+    folder = str(tmp_path_factory.mktemp("browser") / "cnn")
+    data = ((x_train[:10000], y_train[:10000]), (x_test[:1000], y_test[:1000]))
+    mnistlab.train("cnn", data=data, out=folder, epochs=1, val_size=500, verbose=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server_url(drawing_model):
+    """The app served by uvicorn on a free loopback port, in a thread of this process."""
+    import uvicorn
+
+    from mnistlab.inference import load_predictor
+    from mnistlab.serve import create_app
+
+    app = create_app(load_predictor(drawing_model))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server_url, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    profile = str(tmp_path_factory.mktemp("chromium-profile"))  # fresh: no state, no sync
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        page.problems = []  # console errors, page errors, requests to other hosts
+        page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error" and page.problems.append(f"console: {message.text}")
+            ),
+        )
+        page.on(
+            "request",
+            lambda request: (
+                request.url.startswith((server_url, "data:"))
+                or page.problems.append(f"request to another host: {request.url}")
+            ),
+        )
+        page.goto(server_url)
+        page.wait_for_function(
+            "document.getElementById('model-info').textContent.includes('model')"
+        )
+        yield page
+        context.close()
+
+
+def draw(page, points):
+    """One stroke through points given as fractions (0-1) of the canvas."""
+    box = page.locator("#pad").bounding_box()
+    x, y = points[0]
+    page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=2)
+    page.mouse.up()
+
+
+def shown_digit(page) -> str:
+    """Presses Predict and returns the digit the page shows for that request's answer."""
+    with page.expect_response(lambda response: "/api/predict" in response.url) as answer:
+        page.click("#predict")
+    assert answer.value.status == 200, answer.value.text()
+    page.wait_for_selector("#result[data-status=ready]")
+    return page.locator("#digit").inner_text()
+
+
+ONE = [(0.52, 0.15), (0.5, 0.5), (0.48, 0.85)]  # a vertical stroke
+ZERO = [  # a ring, taller than wide, closed
+    (0.5 + 0.22 * math.sin(2 * math.pi * k / 40), 0.5 - 0.32 * math.cos(2 * math.pi * k / 40))
+    for k in range(42)
+]
+
+
+@pytest.mark.parametrize("digit, strokes, live", [("1", [ONE], False), ("0", [ZERO], True)])
+def test_drawn_digit_is_recognised(page, digit, strokes, live):
+    page.click("#clear")
+    if page.locator("#live").is_checked() != live:
+        page.locator(".toggle").click()
+    for stroke in strokes:
+        draw(page, stroke)
+    assert shown_digit(page) == digit
+    # the page shows all ten probabilities (the largest on the shown digit) and the 28x28 input
+    values = page.locator(".bar .value").all_inner_texts()
+    assert len(values) == 10 and all(text.endswith("%") for text in values)
+    assert page.locator(".bar.best .name").inner_text() == digit
+    seen_ink = page.evaluate(
+        "Array.from(document.getElementById('seen').getContext('2d')"
+        ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 === 0 && v > 128).length"
+    )
+    assert 20 < seen_ink < 500  # a digit's worth of bright pixels out of 784
+    assert page.locator("#maps canvas").count() > 0  # first layer responses
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, f"browser-digit-{digit}.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_clear_and_blank_canvas(page):
+    page.click("#clear")
+    assert page.locator("#digit").inner_text() == "?"
+    page.click("#predict")  # nothing drawn: the page says so instead of asking the server
+    assert "Draw a digit first" in page.locator("#message").inner_text()
+    assert page.problems == []
