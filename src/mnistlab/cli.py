@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "mnistlab.models",
     "mnistlab.train",
     "mnistlab.evaluate",
+    "mnistlab.speedrun",
 ]
 
 
