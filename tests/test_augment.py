@@ -1,0 +1,168 @@
+"""Augmentation: what it must preserve (labels, ink in the frame, determinism) and change."""
+
+import numpy as np
+import pytest
+
+from mnistlab.augment import (
+    SHIFT,
+    ZOOM,
+    affine_warp,
+    augmented_batches,
+    random_warp,
+    training_inputs,
+)
+from mnistlab.config import TrainConfig
+
+
+def disk_images(count, radius=8.0, seed=0):
+    """(count, 28, 28, 1) images of a bright disk near the centre: a digit's size and ink."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0:28, 0:28]
+    images = np.zeros((count, 28, 28, 1), np.float32)
+    for index in range(count):
+        center = 13.5 + rng.uniform(-1, 1, 2)
+        distance = np.hypot(rows - center[0], columns - center[1])
+        images[index, ..., 0] = np.clip(radius - distance, 0, 1)  # anti-aliased edge
+    return images
+
+
+def test_integer_shift_matches_a_roll_of_the_padded_image():
+    image = np.random.default_rng(1).random((1, 28, 28)).astype(np.float32)
+    for dy, dx in [(2, 0), (0, -3), (-1, 2), (3, 3)]:
+        padded = np.pad(image[0], 4)  # zeros enter from outside the frame
+        reference = np.roll(padded, (dy, dx), axis=(0, 1))[4:-4, 4:-4]
+        np.testing.assert_allclose(affine_warp(image, shifts=(dy, dx))[0], reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("quarter_turns", [1, 2, 3])
+def test_quarter_turns_match_rot90(quarter_turns):
+    images = np.random.default_rng(2).random((2, 28, 28)).astype(np.float32)
+    rotated = affine_warp(images, angles=90.0 * quarter_turns)
+    np.testing.assert_allclose(rotated, np.rot90(images, quarter_turns, axes=(1, 2)), atol=1e-5)
+
+
+def test_zoom_by_two_doubles_a_square_about_the_centre():
+    image = np.zeros((1, 28, 28), np.float32)
+    image[0, 12:16, 12:16] = 1.0  # 4x4 square centred at 13.5
+    zoomed = affine_warp(image, scales=2.0)[0]
+    assert zoomed[10:18, 10:18].min() > 0.49 and zoomed.sum() == pytest.approx(64, rel=0.1)
+
+
+def test_identity_leaves_images_unchanged():
+    images = np.random.default_rng(3).random((4, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(affine_warp(images), images, atol=1e-6)
+
+
+def test_random_warp_keeps_the_digit_in_the_frame():
+    images = disk_images(64, radius=7.0)
+    warped = random_warp(images, np.random.default_rng(4))
+    assert warped.shape == images.shape and warped.dtype == np.float32
+    ink_ratio = warped.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3))
+    assert ink_ratio.min() > (1 - ZOOM) ** 2 - 0.03  # no ink pushed out of the frame
+    assert ink_ratio.max() < (1 + ZOOM) ** 2 + 0.03  # only the zoom changes the ink
+    border = np.concatenate([warped[:, :2].ravel(), warped[:, -2:].ravel()])
+    assert border.max() == 0  # a digit-sized disk never reaches the edge
+
+
+def test_elastic_adds_a_local_distortion_on_top_of_the_affine_warp():
+    images = disk_images(64, radius=7.0)
+    affine = random_warp(images, np.random.default_rng(4))
+    elastic = random_warp(images, np.random.default_rng(4), elastic=True)
+    assert np.abs(elastic - affine).max() > 0.2
+    ink_ratio = elastic.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3))
+    assert 0.9 < ink_ratio.mean() < 1.15  # stretches some digits, squeezes others
+
+
+def test_random_warp_changes_the_images_and_stays_in_range():
+    images = disk_images(16)
+    warped = random_warp(images, np.random.default_rng(5))
+    changed = np.abs(warped - images).reshape(16, -1).max(axis=1)
+    assert (changed > 0.2).all()
+    assert warped.min() >= 0 and warped.max() <= 1 + 1e-6
+
+
+def test_shifts_are_within_the_configured_range():
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 13:15, 13:15, 0] = 1.0  # small blob at the centre: its centre of mass moves
+    images = np.repeat(image, 200, axis=0)
+    warped = random_warp(images, np.random.default_rng(6))[..., 0]
+    rows, columns = np.mgrid[0:28, 0:28]
+    mass = warped.sum(axis=(1, 2))
+    center_y = (warped * rows).sum(axis=(1, 2)) / mass - 13.5
+    center_x = (warped * columns).sum(axis=(1, 2)) / mass - 13.5
+    assert np.abs(center_y).max() <= SHIFT + 0.05 and np.abs(center_x).max() <= SHIFT + 0.05
+    assert np.abs(center_y).max() > SHIFT / 2  # and they do use the range
+
+
+def config(**values):
+    return TrainConfig.from_dict({"batch_size": 32, "augment": "affine", **values})
+
+
+def first_batches(cfg, x, y, count, initial_epoch=0):
+    batches = augmented_batches(cfg, x, y, initial_epoch)
+    return [next(batches) for _ in range(count)]
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    x = disk_images(100)
+    y = np.eye(10, dtype=np.float32)[np.arange(100) % 10]
+    one = first_batches(config(seed=3), x, y, 5)
+    two = first_batches(config(seed=3), x, y, 5)
+    other = first_batches(config(seed=4), x, y, 5)
+    for (xa, ya), (xb, yb) in zip(one, two, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(one[0][0], other[0][0])
+
+
+def test_labels_travel_with_their_images():
+    count = 90
+    rows, columns = np.mgrid[0:28, 0:28]
+    square = ((np.abs(rows - 13.5) < 6) & (np.abs(columns - 13.5) < 6)).astype(np.float32)
+    brightness = (np.arange(count) + 1) / count  # image i is identified by its brightness
+    x = (square[None] * brightness[:, None, None])[..., None].astype(np.float32)
+    labels = np.random.default_rng(7).integers(0, 10, count)
+    y = np.eye(10, dtype=np.float32)[labels]
+    seen = []
+    for images, batch_labels in first_batches(config(), x, y, 3):  # 3 batches = one epoch
+        identity = np.rint(images[:, 14, 14, 0] * count).astype(int) - 1  # the centre pixel
+        np.testing.assert_array_equal(batch_labels, y[identity])  # labels are the originals
+        seen.extend(identity)
+    assert sorted(seen) == list(range(count))  # every image once per epoch
+
+
+def test_a_resumed_run_sees_the_batches_an_uninterrupted_run_would():
+    x = disk_images(64)
+    y = np.eye(10, dtype=np.float32)[np.arange(64) % 10]
+    uninterrupted = first_batches(config(), x, y, 4)  # 2 batches per epoch: epochs 0 and 1
+    resumed = first_batches(config(), x, y, 2, initial_epoch=1)
+    np.testing.assert_array_equal(uninterrupted[2][0], resumed[0][0])
+    np.testing.assert_array_equal(uninterrupted[3][1], resumed[1][1])
+
+
+def test_training_inputs_contract():
+    x = disk_images(70)
+    y = np.eye(10, dtype=np.float32)[np.arange(70) % 10]
+    plain = training_inputs(config(augment="none"), x, y)
+    assert plain["args"][0] is x and plain["batch_size"] == 32
+    for name in ("affine", "elastic"):
+        augmented = training_inputs(config(augment=name), x, y)
+        assert augmented["steps_per_epoch"] == 3 and augmented["batch_size"] is None
+        images, labels = next(augmented["args"][0])
+        assert images.shape == (32, 28, 28, 1) and labels.shape == (32, 10)
+
+
+def test_training_with_augmentation_end_to_end(tiny_data, tmp_path):
+    import mnistlab
+
+    run = mnistlab.train(
+        "cnn",
+        data=tiny_data,
+        out=str(tmp_path / "run"),
+        epochs=2,
+        augment="affine",
+        val_size=200,
+        verbose=0,
+    )
+    assert run.metrics["error"] < 50  # learns through the warps (chance is 90%)
+    assert len(run.history) == 2
