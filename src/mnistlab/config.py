@@ -30,6 +30,7 @@ class TrainConfig:
     val_size: int = (
         5000  # images held out of the 60,000 for validation; 0 = validate on test (tutorial)
     )
+    val_fold: int = 0  # which val_size slice to hold out, counted from the end (0 = the last)
     train_size: int = 0  # use only the first N training images (0 = all); for quick runs
     schedule: str = "constant"  # learning-rate schedule: constant, onecycle, exponential
     label_smoothing: float = 0.0  # 0 = plain categorical cross-entropy
@@ -94,6 +95,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),
             (self.val_size >= 0, "val_size must be 0 or more"),
+            (self.val_fold >= 0, "val_fold must be 0 or more"),
             (self.train_size >= 0, "train_size must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.ema < 1, "ema must be in [0, 1)"),

@@ -105,9 +105,7 @@ def prepare_data(config: TrainConfig, data=None):
             raise ValueError(
                 f"val_size={config.val_size} leaves no training images (only {len(x_train)})."
             )
-        (x_train, y_train), (x_val, y_val) = data_module.split_validation(
-            x_train, y_train, config.val_size
-        )
+        (x_train, y_train), (x_val, y_val) = _split_fold(x_train, y_train, config)
         validation = "held-out"
     else:
         if config.early_stopping:
@@ -126,6 +124,30 @@ def prepare_data(config: TrainConfig, data=None):
         validation=validation,
         source=source,
     )
+
+
+def _split_fold(x, y, config: TrainConfig):
+    """Holds out fold ``val_fold`` of size ``val_size``, counted from the end of the images.
+
+    Fold 0 is the last val_size images (data.split_validation's split); fold k ends k*val_size
+    images earlier, so ensemble members can each validate on different images.
+    """
+    import numpy as np
+
+    from mnistlab import data as data_module
+
+    if not config.val_fold:
+        return data_module.split_validation(x, y, config.val_size)
+    end = len(x) - config.val_fold * config.val_size
+    start = end - config.val_size
+    if start < 0 or len(x) - config.val_size < 1:
+        raise ValueError(
+            f"val_fold={config.val_fold} with val_size={config.val_size} needs "
+            f"{(config.val_fold + 1) * config.val_size} training images, only {len(x)} given; "
+            "use a smaller val_fold."
+        )
+    keep = np.r_[0:start, end : len(x)]
+    return (x[keep], y[keep]), (x[start:end], y[start:end])
 
 
 def build_optimizer(config: TrainConfig, steps_per_epoch: int):
@@ -282,7 +304,7 @@ def _train_locked(config: TrainConfig, folder: str, data, resumed: bool, plan) -
     if done < config.epochs:
         from mnistlab.augment import training_inputs
 
-        inputs = training_inputs(config, to_input(split["x_train"]), y_train)
+        inputs = training_inputs(config, to_input(split["x_train"]), y_train, initial_epoch=done)
         model.fit(
             *inputs["args"],
             batch_size=plan.local_batch_size(inputs["batch_size"]),
@@ -319,6 +341,7 @@ def add_config_arguments(parser) -> None:
         "learning_rate": "Adam's (peak) step size",
         "seed": "random seed; same seed, same weights",
         "val_size": "training images held out for validation; 0 = validate on test (tutorial)",
+        "val_fold": "which val_size slice to hold out, from the end (0 = the last)",
         "train_size": "use only the first N training images (0 = all)",
         "schedule": "learning-rate schedule: constant, onecycle, exponential",
         "label_smoothing": "label smoothing in [0, 1)",
