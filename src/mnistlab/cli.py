@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "mnistlab.train",
     "mnistlab.evaluate",
     "mnistlab.speedrun",
+    "mnistlab.sweep",
 ]
 
 
