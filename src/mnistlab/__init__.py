@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 from mnistlab.data import load_mnist
 from mnistlab.evaluate import evaluate, load_model
 from mnistlab.models import REGISTRY, create_model
+from mnistlab.predict import predict
 from mnistlab.train import train
 
-__all__ = ["REGISTRY", "create_model", "evaluate", "load_mnist", "load_model", "train"]
+__all__ = ["REGISTRY", "create_model", "evaluate", "load_mnist", "load_model", "predict", "train"]

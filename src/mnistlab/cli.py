@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "mnistlab.models",
     "mnistlab.train",
     "mnistlab.evaluate",
+    "mnistlab.predict",
+    "mnistlab.visualize",
     "mnistlab.speedrun",
     "mnistlab.sweep",
 ]

@@ -164,6 +164,11 @@ def add_cli(subparsers) -> None:
         "--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)"
     )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="also save confusion.png and misclassified.png (worst mistakes first) in DIR",
+    )
     add_backend_argument(parser)
     parser.set_defaults(func=_evaluate_command)
 
@@ -176,4 +181,14 @@ def _evaluate_command(args) -> int:
         print(json.dumps({k: v for k, v in metrics.items() if k != "predicted"}, indent=2))
     else:
         print(format_report(metrics))
+    if args.plots:
+        import sys
+
+        from mnistlab.data import load_mnist
+        from mnistlab.visualize import evaluation_plots
+
+        _, (x_test, y_test) = load_mnist(args.data)
+        pictures = evaluation_plots(load_model(args.model), x_test, y_test, metrics, args.plots)
+        for picture in pictures:
+            print(f"Saved {picture.path}", file=sys.stderr if args.json else sys.stdout)
     return 0
