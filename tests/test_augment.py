@@ -166,3 +166,28 @@ def test_training_with_augmentation_end_to_end(tiny_data, tmp_path):
     )
     assert run.metrics["error"] < 50  # learns through the warps (chance is 90%)
     assert len(run.history) == 2
+
+
+# --- The rest of the training recipe: the weight average (config.ema) -----------------------
+
+
+def test_ema_run_saves_the_averaged_weights_not_the_last_ones(tiny_data, tmp_path):
+    import keras
+
+    import mnistlab
+
+    folder = str(tmp_path / "ema")
+    mnistlab.train("mlp", data=tiny_data, out=folder, epochs=1, ema=0.9, val_size=200, verbose=0)
+    # checkpoint.keras: the raw weights after the last step, with the optimizer's averages
+    checkpoint = keras.saving.load_model(f"{folder}/checkpoint.keras")
+    averages = [
+        np.asarray(v) for v in checkpoint.optimizer._model_variables_moving_average if v is not None
+    ]
+    raw = [np.asarray(w) for w in checkpoint.trainable_weights]
+    final = [
+        np.asarray(w) for w in keras.saving.load_model(f"{folder}/model.keras").trainable_weights
+    ]
+    assert len(averages) == len(final)
+    for average, saved in zip(averages, final, strict=True):
+        np.testing.assert_allclose(saved, average, atol=1e-7)  # model.keras holds the average
+    assert any(not np.allclose(s, r) for s, r in zip(final, raw, strict=True))  # which differs

@@ -1,0 +1,104 @@
+"""Test error of an ensemble of `best` networks that average their probabilities.
+
+Re-uses the finished seeds of benchmarks/best.py (same folder, same member recipe): members
+already trained there are read back, not retrained; missing ones are trained (or resumed)
+first through executors.run_trials. The ensemble is saved as one model (OUT/model.keras) that
+``mnistlab evaluate OUT`` accepts, and its test error is read once.
+
+Usage (after benchmarks/best.py; heavy only if members are missing, ~15 CPU min each):
+    flock /tmp/mnistlab-heavy.lock python benchmarks/ensemble.py --members 3
+Larger ensembles, e.g. 15 members on Ray:
+    mnistlab ensemble best --members 15 --out runs/best-x15 --executor ray
+Writes benchmarks/results/ensemble.json and ensemble.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "src"))
+
+from mnistlab import runs  # noqa: E402
+
+MODEL = "best"
+RESULTS = os.path.join(HERE, "results")
+DEFAULT_OUT = os.path.join(REPO, "runs", "bench-best")  # benchmarks/best.py's folder
+
+
+def write_results(result: dict) -> None:
+    os.makedirs(RESULTS, exist_ok=True)
+    runs.write_json(os.path.join(RESULTS, "ensemble.json"), result)
+    errors = ", ".join(f"{error:.2f}%" for error in result["member_test_errors"])
+    lines = [
+        f"# Ensemble of {result['members']} `{MODEL}` networks",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Written: {result['written']}",
+        "",
+        f"**Ensemble test error: {result['error']:.2f}%** "
+        f"({result['errors_count']} of {result['test_images']} test images) with "
+        f"{result['members']} members averaging their probabilities.",
+        "",
+        f"Members alone: {errors} (mean {result['member_error_mean']:.2f}%). Seeds "
+        f"{result['seeds']}, validation folds {result['val_folds']}.",
+        "",
+        "One ensemble, one test-set reading: its spread over ensembles is not measured here.",
+        f"Evaluate it again with `mnistlab evaluate {result['folder']}`.",
+        "",
+    ]
+    with runs.atomic_path(os.path.join(RESULTS, "ensemble.md")) as temporary:
+        with open(temporary, "w") as handle:
+            handle.write("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="ensemble folder (best.py's folder)")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
+    parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
+    args = parser.parse_args(argv)
+
+    from mnistlab.ensemble import ensemble
+
+    metrics = ensemble(
+        MODEL,
+        args.members,
+        out=args.out,
+        data=args.data,
+        epochs=args.epochs,
+        train_size=args.train_size,
+    )
+    recipe = runs.read_json(os.path.join(args.out, "ensemble.json"))
+    result = {
+        "model": MODEL,
+        "members": metrics["members"],
+        "error": metrics["error"],
+        "errors_count": len(metrics["misclassified"]),
+        "test_images": metrics["test_images"],
+        "member_test_errors": metrics["member_test_errors"],
+        "member_error_mean": statistics.mean(metrics["member_test_errors"]),
+        "member_val_errors": recipe["member_val_errors"],
+        "seeds": recipe["seeds"],
+        "val_folds": recipe["val_folds"],
+        "folder": os.path.relpath(args.out, REPO),
+        "machine": runs.machine_description(),
+        "command": "flock /tmp/mnistlab-heavy.lock python benchmarks/ensemble.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_results(result)
+    print(open(os.path.join(RESULTS, "ensemble.md")).read())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

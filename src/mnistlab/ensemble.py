@@ -1,0 +1,247 @@
+"""Ensembles: train N members of one model with different seeds and validation folds, then
+average their probabilities in ONE saved model that evaluate, predict and visualize accept.
+
+An ensemble folder holds:
+    members/member-0 ... member-N-1   ordinary run folders (trained, skipped or resumed by
+                                      executors.run_trials: a crashed member is retried,
+                                      a finished one is never retrained)
+    model.keras     a functional model: input -> every member -> Average -> probabilities
+    ensemble.json   the recipe: member model, seeds, folds, member folders and their errors
+    meta.json       versions and machine
+    metrics.json    test metrics of the averaged model (written last: marks it complete)
+
+Member i trains with seed ``seed + i`` and holds out validation fold ``i`` (the i-th slice
+of val_size images from the end of the training set), so no member ever sees the test set
+while it trains, and the members' validation errors are measured on different images.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mnistlab import runs
+
+MEMBERS_DIR = "members"  # member run folders live in DIR/members/member-I
+RECIPE_FILE = "ensemble.json"
+MNIST_TRAIN_IMAGES = 60_000  # how many validation folds fit: 60,000 / val_size
+
+
+def member_trials(model: str, members: int, out: str, **overrides) -> list[dict]:
+    """One trial (keyword arguments of ``mnistlab.train``) per ensemble member.
+
+    Args:
+        model: registry name of the members' network, e.g. "best".
+        members: how many members (1 or more).
+        out: the ensemble folder; members go to out/members/member-I.
+        **overrides: TrainConfig keys (and data/backend) shared by every member; "seed" is
+            the first member's seed (default: the model's recipe, else TrainConfig's).
+
+    Returns:
+        list of dicts with model, out, seed, val_fold and the overrides.
+
+    Example:
+        >>> [t["seed"] for t in member_trials("cnn", 3, "runs/e", seed=1)]
+        [1, 2, 3]
+    """
+    from mnistlab.config import TrainConfig
+    from mnistlab.models import get_spec
+
+    if members < 1:
+        raise ValueError(f"An ensemble needs at least 1 member, got --members {members}.")
+    recipe = {**TrainConfig().to_dict(), **(get_spec(model).recipe or {})}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    first_seed = overrides.pop("seed", recipe["seed"])
+    val_size = overrides.get("val_size", recipe["val_size"])
+    if not val_size:
+        raise ValueError(
+            "Ensemble members validate on held-out folds; val_size=0 (validate on test) "
+            "would choose the ensemble on the test set. Use val_size > 0."
+        )
+    train_images = overrides.get("train_size") or MNIST_TRAIN_IMAGES
+    folds = max(1, train_images // val_size - 1)  # keep at least one fold's worth to train on
+    return [
+        {
+            "model": model,
+            "out": os.path.join(out, MEMBERS_DIR, f"member-{index}"),
+            **overrides,
+            "seed": first_seed + index,
+            "val_fold": index % folds,
+        }
+        for index in range(members)
+    ]
+
+
+def train_members(trials: list[dict], executor: str = "local", address=None, on_result=None):
+    """Trains (or skips, or resumes) every member; returns executors.run_trials' results.
+
+    Raises:
+        ValueError: naming every member that still failed after its retries.
+    """
+    from mnistlab.executors import run_trials
+
+    results = run_trials(trials, executor=executor, address=address, on_result=on_result)
+    failed = [result for result in results if result["status"] != "ok"]
+    if failed:
+        reasons = "; ".join(f"{result['out']}: {result['error']}" for result in failed)
+        raise ValueError(
+            f"{len(failed)} of {len(results)} members failed ({reasons}). Finished members "
+            "are kept; run the same command again to retry the others."
+        )
+    return results
+
+
+def average_models(models, name: str = "ensemble"):
+    """Wraps models of the same input shape into one that averages their outputs.
+
+    Args:
+        models: keras.Models mapping (N, 28, 28, 1) to (N, 10) probabilities.
+
+    Returns:
+        keras.Model whose output is the mean of the members' probabilities.
+    """
+    import keras
+
+    inputs = keras.Input(models[0].input_shape[1:])
+    outputs = []
+    for index, member in enumerate(models):
+        member.name = f"member_{index}"  # nested models need unique names in one graph
+        outputs.append(member(inputs))
+    if len(outputs) == 1:
+        return keras.Model(inputs, outputs[0], name=name)
+    averaged = keras.layers.Average(name="average_probabilities")(outputs)
+    return keras.Model(inputs, averaged, name=name)
+
+
+def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
+    """Averages finished member run folders into one model and measures it on the test set.
+
+    Args:
+        member_folders: complete run folders (each holds model.keras).
+        out: folder to write model.keras, ensemble.json, meta.json and metrics.json to.
+        data: None, a path, or arrays, as for ``mnistlab.train``; only the test set is used.
+
+    Returns:
+        metrics dict of ``evaluate.measure`` plus "member_test_errors" (percent each).
+    """
+    from mnistlab.data import find_source, load_mnist
+    from mnistlab.evaluate import load_model, measure
+    from mnistlab.executors import summarize
+
+    for folder in member_folders:
+        runs.check_complete(folder)
+    summaries = [summarize(folder) for folder in member_folders]
+    model = average_models([load_model(folder) for folder in member_folders])
+    if isinstance(data, (tuple, list)):
+        _, (x_test, y_test) = data
+        source = "arrays given by the caller"
+    else:
+        _, (x_test, y_test) = load_mnist(data)
+        source = find_source(data)
+    os.makedirs(out, exist_ok=True)
+    with runs.lock_run(out):
+        configs = [runs.read_json(os.path.join(f, runs.CONFIG_FILE)) for f in member_folders]
+        recipe = {
+            "model": configs[0]["model"],
+            "members": [os.path.relpath(f, out) for f in member_folders],
+            "seeds": [config["seed"] for config in configs],
+            "val_folds": [config.get("val_fold", 0) for config in configs],
+            "member_val_errors": [summary["val_error"] for summary in summaries],
+            "member_test_errors": [summary["test_error"] for summary in summaries],
+            "member_config": {k: v for k, v in configs[0].items() if k not in ("seed", "val_fold")},
+        }
+        runs.write_json(os.path.join(out, RECIPE_FILE), recipe)
+        meta = {"versions": runs.environment_versions(), "data_source": source}
+        runs.write_json(os.path.join(out, runs.META_FILE), meta)
+        metrics = measure(model, x_test, y_test)
+        metrics["members"] = len(member_folders)
+        metrics["member_test_errors"] = recipe["member_test_errors"]
+        runs.save_model_atomic(model, os.path.join(out, runs.MODEL_FILE))
+        runs.write_json(os.path.join(out, runs.METRICS_FILE), metrics)  # last: marks complete
+    return metrics
+
+
+def ensemble(
+    model: str,
+    members: int,
+    out: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    data=None,
+    **overrides,
+) -> dict:
+    """Trains N members (skipping finished ones) and saves their average as one model.
+
+    Args:
+        model: registry name, e.g. "best".
+        members: number of members.
+        out: ensemble folder (default runs/MODEL-ensemble-N).
+        executor: "local" or "ray" (see executors.run_trials).
+        address: Ray cluster address for executor="ray".
+        data: None or a path to MNIST (members train in their own processes).
+        **overrides: TrainConfig keys shared by the members (seed = first member's seed).
+
+    Returns:
+        The ensemble's test metrics (``["error"]`` in percent, ``["member_test_errors"]``).
+
+    Example:
+        >>> ensemble("best", members=3, out="runs/best-x3")["error"]   # doctest: +SKIP
+        0.27
+    """
+    out = out or os.path.join("runs", f"{model}-ensemble-{members}")
+    if data is not None:
+        overrides["data"] = data
+    trials = member_trials(model, members, out, **overrides)
+    train_members(trials, executor=executor, address=address)
+    return build_ensemble([trial["out"] for trial in trials], out, data=data)
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+
+def add_cli(subparsers) -> None:
+    from mnistlab.cli import add_backend_argument
+    from mnistlab.train import add_config_arguments
+
+    parser = subparsers.add_parser(
+        "ensemble", help="train N members of a model and save their average as one model"
+    )
+    parser.add_argument("model", help="registry name of the members (see 'mnistlab models')")
+    parser.add_argument("--members", type=int, default=3, help="number of members (default 3)")
+    parser.add_argument("--out", help="ensemble folder (default runs/MODEL-ensemble-N)")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where members train: local processes or Ray tasks (default local)",
+    )
+    parser.add_argument("--address", help="Ray cluster address for --executor ray")
+    parser.add_argument(
+        "--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)"
+    )
+    add_config_arguments(parser)
+    add_backend_argument(parser)
+    parser.set_defaults(func=_ensemble_command)
+
+
+def _ensemble_command(args) -> int:
+    from mnistlab.config import TrainConfig, fields_of
+
+    overrides = {key: getattr(args, key) for key in fields_of(TrainConfig) if key != "model"}
+    if args.backend:
+        overrides["backend"] = args.backend
+    metrics = ensemble(
+        args.model,
+        args.members,
+        out=args.out,
+        executor=args.executor,
+        address=args.address,
+        data=args.data,
+        **overrides,
+    )
+    errors = ", ".join(f"{error:.2f}%" for error in metrics["member_test_errors"])
+    print(f"Members' test errors: {errors}")
+    print(f"Ensemble of {metrics['members']}: classification error {metrics['error']:.2f}%")
+    print(
+        f"Ensemble folder: {args.out or os.path.join('runs', f'{args.model}-ensemble-{args.members}')}"
+    )
+    return 0

@@ -1,0 +1,118 @@
+"""Ensembles average exactly, survive a save/load round trip, and keep finished members."""
+
+import os
+
+import numpy as np
+import pytest
+
+from mnistlab import runs
+from mnistlab.config import TrainConfig
+from mnistlab.ensemble import average_models, build_ensemble, member_trials
+from mnistlab.train import prepare_data
+from tests.conftest import run_cli
+
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def tiny_member(seed):
+    """A linear softmax classifier with known random weights, and the weights themselves."""
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    flat = keras.layers.Flatten()(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax")(flat)
+    model = keras.Model(inputs, outputs, name="tiny")  # both members share one name
+    rng = np.random.default_rng(seed)
+    weights = [
+        rng.normal(0, 0.1, (784, 10)).astype("float32"),
+        rng.normal(0, 1, 10).astype("float32"),
+    ]
+    model.set_weights(weights)
+    return model, weights
+
+
+def test_ensemble_is_the_mean_of_hand_computed_probabilities(tmp_path):
+    import keras
+
+    (first, (w1, b1)), (second, (w2, b2)) = tiny_member(1), tiny_member(2)
+    images = np.random.default_rng(3).random((5, 28, 28, 1)).astype("float32")
+    flat = images.reshape(5, -1)
+    expected = (softmax(flat @ w1 + b1) + softmax(flat @ w2 + b2)) / 2  # by hand, in numpy
+    model = average_models([first, second])
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-5)
+    path = str(tmp_path / "ensemble.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
+
+
+def test_member_trials_differ_in_seed_and_validation_fold(tmp_path):
+    trials = member_trials("cnn", 3, str(tmp_path), seed=10, epochs=2, verbose=None)
+    assert [t["seed"] for t in trials] == [10, 11, 12]
+    assert [t["val_fold"] for t in trials] == [0, 1, 2]
+    assert [t["out"] for t in trials] == [
+        os.path.join(str(tmp_path), "members", f"member-{i}") for i in range(3)
+    ]
+    assert all(t["epochs"] == 2 and "verbose" not in t for t in trials)
+    assert member_trials("best", 1, "x")[0]["seed"] == TrainConfig().seed
+    with pytest.raises(ValueError, match="val_size"):
+        member_trials("cnn", 2, "x", val_size=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        member_trials("cnn", 0, "x")
+
+
+def test_validation_folds_are_disjoint_slices_from_the_end():
+    x = np.arange(100)
+    arrays = ((x, x % 10), (x[:5], x[:5] % 10))
+    held_out = []
+    for fold in range(3):
+        split = prepare_data(TrainConfig(val_size=20, val_fold=fold), arrays)
+        expected = x[100 - 20 * (fold + 1) : 100 - 20 * fold]
+        np.testing.assert_array_equal(split["x_val"], expected)
+        np.testing.assert_array_equal(np.sort(np.r_[split["x_train"], split["x_val"]]), x)
+        held_out.append(set(split["x_val"].tolist()))
+    assert not (held_out[0] & held_out[1]) and not (held_out[1] & held_out[2])
+    with pytest.raises(ValueError, match="val_fold"):
+        prepare_data(TrainConfig(val_size=20, val_fold=5), arrays)
+
+
+def test_build_ensemble_writes_a_folder_evaluate_accepts(trained_run, tiny_data, tmp_path):
+    import mnistlab
+    from mnistlab.evaluate import evaluate, load_model
+
+    out = str(tmp_path / "ensemble")
+    metrics = build_ensemble([trained_run, trained_run], out, data=tiny_data)
+    member_error = mnistlab.evaluate(trained_run, data=tiny_data)["error"]
+    assert metrics["error"] == pytest.approx(member_error)  # two copies average to the same
+    assert metrics["member_test_errors"] == [member_error, member_error]
+    assert runs.is_complete(out)
+    assert evaluate(out, data=tiny_data)["error"] == pytest.approx(member_error)
+    assert len(load_model(out).layers) == 4  # input, two members, average
+    recipe = runs.read_json(os.path.join(out, "ensemble.json"))
+    assert recipe["model"] == "cnn" and len(recipe["members"]) == 2
+
+
+def test_cli_trains_members_then_reuses_them(tiny_npz, tmp_path):
+    out = str(tmp_path / "ens")
+    args = ["ensemble", "cnn", "--members", "2", "--out", out, "--data", tiny_npz]
+    args += ["--epochs", "1", "--val-size", "200", "--verbose", "0"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "Ensemble of 2" in first.stdout
+    member = os.path.join(out, "members", "member-1", runs.MODEL_FILE)
+    stamp = os.path.getmtime(member)
+    config = runs.read_json(os.path.join(out, "members", "member-1", runs.CONFIG_FILE))
+    assert config["seed"] == TrainConfig().seed + 1 and config["val_fold"] == 1
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert os.path.getmtime(member) == stamp  # finished members are kept, not retrained
+    shown = run_cli("evaluate", out, "--data", tiny_npz)
+    assert shown.returncode == 0 and "Classification error" in shown.stdout
+
+
+def test_cli_refuses_bad_member_counts(tmp_path):
+    done = run_cli("ensemble", "cnn", "--members", "0", "--out", str(tmp_path / "e"))
+    assert done.returncode == 2 and "at least 1 member" in done.stderr
