@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "mnistlab.models",
     "mnistlab.train",
     "mnistlab.evaluate",
+    "mnistlab.ensemble",
     "mnistlab.predict",
     "mnistlab.visualize",
     "mnistlab.speedrun",
