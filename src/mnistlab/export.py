@@ -101,12 +101,26 @@ def _activation(graph: _Graph, tensor: str, activation, hint: str) -> str:
     return out
 
 
-def _pads(padding: str, layer_name: str) -> dict:
-    if padding == "valid":
+def _pads(layer, kernel, strides, dilations=(1, 1)) -> dict:
+    """ONNX padding attributes for a Keras 'valid' or 'same' window over a known input size.
+
+    'same' pads explicitly as TensorFlow does (the extra pixel at the end), because ONNX
+    Runtime refuses auto_pad=SAME_UPPER together with dilation.
+    """
+    if layer.padding == "valid":
         return {}
-    if padding == "same":  # TensorFlow pads the extra pixel at the end: SAME_UPPER
+    if layer.padding != "same":
+        raise ValueError(f"Layer '{layer.name}': cannot export padding '{layer.padding}' to ONNX.")
+    sizes = tuple(layer.input.shape[1:3])  # (height, width) in pixels
+    if None in sizes:
         return {"auto_pad": "SAME_UPPER"}
-    raise ValueError(f"Layer '{layer_name}': cannot export padding '{padding}' to ONNX.")
+    begins, ends = [], []
+    for size, k, stride, dilation in zip(sizes, kernel, strides, dilations, strict=True):
+        reach = (k - 1) * dilation + 1  # pixels the dilated window spans
+        total = max((-(-size // stride) - 1) * stride + reach - size, 0)
+        begins.append(total // 2)
+        ends.append(total - total // 2)
+    return {"pads": begins + ends}
 
 
 def _check_channels_last(layer) -> None:
@@ -132,7 +146,7 @@ def _conv2d(graph, layer, inputs):
         strides=list(layer.strides),
         dilations=list(layer.dilation_rate),
         group=int(getattr(layer, "groups", 1)),
-        **_pads(layer.padding, layer.name),
+        **_pads(layer, kernel.shape[:2], layer.strides, layer.dilation_rate),
     )
     graph.channels_first[out] = True
     return _activation(graph, out, layer.activation, layer.name)
@@ -165,7 +179,7 @@ def _pool(op: str):
             layer.name,
             kernel_shape=list(layer.pool_size),
             strides=list(layer.strides),
-            **_pads(layer.padding, layer.name),
+            **_pads(layer, layer.pool_size, layer.strides),
         )
         graph.channels_first[out] = True
         return out

@@ -86,10 +86,12 @@ class OnnxPredictor(Predictor):
 
     runtime = "onnx"
 
-    def __init__(self, model, name: str | None = None, source: str = ""):
+    def __init__(
+        self, model, name: str | None = None, source: str = "", threads: int = ONNX_THREADS
+    ):
         from mnistlab.export import FIRST_LAYER_NAME, INPUT_NAME, OUTPUT_NAME
 
-        self.session = onnx_session(model)
+        self.session = onnx_session(model, threads)
         outputs = {output.name: output for output in self.session.get_outputs()}
         if OUTPUT_NAME not in outputs or INPUT_NAME not in [
             i.name for i in self.session.get_inputs()
@@ -144,7 +146,9 @@ class KerasPredictor(Predictor):
         return np.asarray(probabilities), np.asarray(first)
 
 
-def load_predictor(spec: str | None = None, runtime: str = "auto") -> Predictor:
+def load_predictor(
+    spec: str | None = None, runtime: str = "auto", threads: int = ONNX_THREADS
+) -> Predictor:
     """Loads a trained model for fast prediction.
 
     Args:
@@ -153,6 +157,8 @@ def load_predictor(spec: str | None = None, runtime: str = "auto") -> Predictor:
         runtime: "onnx" (ONNX Runtime; an error if the model cannot be exported), "keras",
             or "auto": ONNX Runtime when onnxruntime is installed, the model exports, and it
             agrees with Keras on AUTO_CHECK_IMAGES check images; else Keras.
+        threads: ONNX Runtime threads per call (1 suits single images and a busy server;
+            more speeds up large batches).
 
     Returns:
         A Predictor; ``.runtime`` says which was chosen, ``.note`` why (for "auto").
@@ -168,7 +174,7 @@ def load_predictor(spec: str | None = None, runtime: str = "auto") -> Predictor:
             raise ValueError(f"'{spec}' is an ONNX file; use --runtime onnx (or auto) for it.")
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"No ONNX file '{spec}'.")
-        predictor = OnnxPredictor(spec, source=spec)
+        predictor = OnnxPredictor(spec, source=spec, threads=threads)
         predictor.note = "ONNX file"
         return predictor
 
@@ -203,6 +209,6 @@ def load_predictor(spec: str | None = None, runtime: str = "auto") -> Predictor:
         predictor = KerasPredictor(model, source=source)
         predictor.note = f"ONNX export not used: {error}"
         return predictor
-    predictor = OnnxPredictor(onnx_bytes, name=model.name, source=source)
+    predictor = OnnxPredictor(onnx_bytes, name=model.name, source=source, threads=threads)
     predictor.note = "exported in memory" + (", checked against Keras" if runtime == "auto" else "")
     return predictor

@@ -33,6 +33,7 @@ import time
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
 MAX_IMAGE_PIXELS = 4096 * 4096  # width x height of an uploaded image, checked before decoding
+INLINE_PIXELS = 64 * 64  # images this small are answered on the event loop (no thread hand-off)
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 DEFAULT_HOST = "127.0.0.1"  # loopback: reachable from this machine only
 DEFAULT_PORT = 8000
@@ -208,30 +209,36 @@ def check_image_bytes(data: bytes) -> None:
     raise RequestError(400, "The upload is not an image: send a PNG or JPEG of a digit.")
 
 
-def decode_image(data: bytes):
-    """A PNG/JPEG's bytes as an upright PIL image, its size bounded before decoding."""
-    from PIL import Image
+def open_image(data: bytes):
+    """A PNG/JPEG's header, checked: a lazy PIL image whose pixels are not decoded yet.
 
-    from mnistlab.preprocess import ImageError, load_image
+    Raises:
+        RequestError: 415/400 not PNG or JPEG, 400 unreadable header, 413 too many pixels.
+    """
+    from PIL import Image
 
     check_image_bytes(data)
     try:
-        with Image.open(io.BytesIO(data)) as header:  # reads the header only
-            width, height = header.size
+        image = Image.open(io.BytesIO(data))  # reads the header only
     except Exception:
-        raise RequestError(
-            400, "The image could not be read: it is truncated or corrupt."
-        ) from None
+        raise RequestError(400, "The image could not be read: its header is corrupt.") from None
+    width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise RequestError(
             413,
             f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels "
             "(e.g. 4096x4096). Resize it and try again.",
         )
+    return image
+
+
+def _decode(image) -> None:
     try:
-        return load_image(data, max_pixels=MAX_IMAGE_PIXELS, name="the uploaded image")
-    except ImageError as error:
-        raise RequestError(400, str(error)) from None
+        image.load()
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
+        raise RequestError(
+            400, f"The image could not be decoded ({error}); is it truncated or corrupt?"
+        ) from None
 
 
 # ------------------------------------------------------------------ predicting
@@ -261,13 +268,12 @@ def first_layer_payload(activations, shape) -> dict:
     }
 
 
-def predict_image(
-    predictor, data: bytes, preprocess: bool = True, first_layer: bool = False
-) -> dict:
+def predict_image(predictor, data, preprocess: bool = True, first_layer: bool = False) -> dict:
     """The whole prediction for one uploaded image: decode, preprocess, predict.
 
     Args:
-        predictor: an inference.Predictor; data: PNG or JPEG bytes.
+        predictor: an inference.Predictor.
+        data: PNG or JPEG bytes, or the image open_image returned for them.
         preprocess: fit the image as MNIST was made (preprocess.to_mnist); False takes a
             28x28 light-on-black image as it is.
         first_layer: add the first layer's activations ("first_layer", see first_layer_payload).
@@ -278,11 +284,14 @@ def predict_image(
     Raises:
         RequestError: undecodable or oversized images (4xx), or no digit found (422).
     """
+    import numpy as np
+
     from mnistlab.preprocess import ImageError, to_mnist
 
     start = time.perf_counter()
-    image = decode_image(data)
-    try:
+    image = open_image(data) if isinstance(data, bytes) else data
+    _decode(image)
+    try:  # to_mnist of the decoded image: EXIF orientation, grayscale, fit (as for a file)
         digit_image = to_mnist(image, preprocess=preprocess, name="the uploaded image")
     except ImageError as error:
         raise RequestError(422, str(error)) from None
@@ -296,7 +305,7 @@ def predict_image(
     probabilities = probabilities[0]
     answer = {
         "digit": int(probabilities.argmax()),
-        "probabilities": [round(float(p), 6) for p in probabilities],
+        "probabilities": np.round(probabilities.astype(float), 6).tolist(),
         "model": predictor.name,
         "runtime": predictor.runtime,
         "input": digit_image.tolist(),
@@ -372,8 +381,11 @@ def create_app(predictor):
         data, options = await read_request(request)
         preprocess = _flag(options.get("preprocess"), "preprocess", True)
         first_layer = _flag(options.get("first_layer"), "first_layer", False)
-        # decoding and the model run off the event loop, so /api/health stays quick
-        answer = await run_in_threadpool(predict_image, predictor, data, preprocess, first_layer)
+        image = open_image(data)  # the header only: type and size checks
+        if image.width * image.height <= INLINE_PIXELS:  # well under a millisecond of work
+            return _json(predict_image(predictor, image, preprocess, first_layer))
+        # larger images take milliseconds to fit: off the event loop, so others are not held up
+        answer = await run_in_threadpool(predict_image, predictor, image, preprocess, first_layer)
         return _json(answer)
 
     @app.get("/")

@@ -1,0 +1,430 @@
+"""Prediction speed: one image in process, batches, and the web server under concurrent load.
+
+Measures, for the model given (default: the shipped model; without one, an untrained cnn,
+whose speed is the same as a trained one's):
+
+1. single-image latency in process, p50 and p99 over many calls, on ONNX Runtime and on
+   Keras: the network alone on a (1, 28, 28) uint8 image (preprocessing excluded), and with
+   the work the server does first (preprocessing included): decoding a 28x28 PNG taken as it
+   is, or fitting a 280x280 canvas drawing as MNIST was made (preprocess.to_mnist);
+2. batch throughput in images per second (batches of BATCH images);
+3. the server (``mnistlab serve``, in its own process) under concurrent load from a bounded
+   asyncio HTTP/1.1 keep-alive client (CONNECTIONS connections, at most --requests requests
+   or --duration seconds per payload): requests per second, latency p50/p99, errors.
+
+Usage (2 shared cores: heavy jobs must not overlap):
+    flock /tmp/mnistlab-heavy.lock python benchmarks/inference.py     # about 2 minutes
+    python benchmarks/inference.py --quick                            # smoke test, ~30 s
+
+Writes benchmarks/results/inference.md (and .json beside it, or wherever --out says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "results", "inference.md")
+BATCH = 256  # images per call for batch throughput
+CONNECTIONS = 16  # concurrent keep-alive connections of the load generator
+FULL = {
+    "calls": 3000,
+    "keras_calls": 300,
+    "slow_calls": 300,
+    "batches": 40,
+    "duration": 10.0,
+    "requests": 20000,
+}
+QUICK = {
+    "calls": 200,
+    "keras_calls": 20,
+    "slow_calls": 10,
+    "batches": 2,
+    "duration": 1.0,
+    "requests": 300,
+}
+SERVER_START_TIMEOUT = 120  # seconds for the server process to load the model and listen
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def canvas_png() -> bytes:
+    """A 280x280 PNG like the page sends: a white ring (a zero) drawn on black."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (280, 280), "black")
+    ImageDraw.Draw(image).ellipse((80, 45, 200, 235), outline="white", width=20)
+    return png(image)
+
+
+def png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_digits(count: int):
+    """(count, 28, 28) uint8 MNIST test images if MNIST is at hand, else the ring, fitted."""
+    import numpy as np
+
+    from mnistlab.data import DataError, load_mnist
+    from mnistlab.preprocess import to_mnist
+
+    try:
+        _, (x_test, _) = load_mnist(download=False)
+        return x_test[:count], "MNIST test images"
+    except DataError:
+        return np.repeat(to_mnist(canvas_png())[None], count, axis=0), "a drawn zero"
+
+
+# --- in process ----------------------------------------------------------------------------
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ordered = sorted(seconds)
+
+    def at(q):
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3  # ms
+
+    return {
+        "p50_ms": at(0.50),
+        "p99_ms": at(0.99),
+        "mean_ms": statistics.fmean(ordered) * 1e3,
+        "calls": len(ordered),
+    }
+
+
+def time_calls(function, calls: int, warmup: int = 5) -> dict:
+    for _ in range(warmup):
+        function()
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return percentiles(seconds)
+
+
+def in_process(spec: str, counts: dict) -> dict:
+    """Latency and batch throughput of both runtimes, on the model loaded once."""
+    from PIL import Image
+
+    from mnistlab.evaluate import load_model
+    from mnistlab.export import keras_to_onnx
+    from mnistlab.inference import KerasPredictor, OnnxPredictor
+    from mnistlab.serve import predict_image
+
+    model = load_model(spec)
+    onnx_bytes = keras_to_onnx(model).SerializeToString()
+    predictors = {
+        "onnx": OnnxPredictor(onnx_bytes, name=model.name),
+        "keras": KerasPredictor(model),
+    }
+    digits, source = test_digits(max(BATCH, 1000))
+    one, batch = digits[:1], digits[:BATCH]
+    small_png, drawing = png(Image.fromarray(digits[0])), canvas_png()
+    results = {"digits": source, "model": model.name}
+    for runtime, predictor in predictors.items():
+        calls = counts["calls"] if runtime == "onnx" else counts["keras_calls"]
+        batches = counts["batches"] if runtime == "onnx" else max(1, counts["batches"] // 4)
+        results[runtime] = {  # the server's own handler code: decode, preprocess, predict
+            "network only": time_calls(lambda p=predictor: p.predict(one), calls),
+            "28x28 PNG as is": time_calls(
+                lambda p=predictor: predict_image(p, small_png, preprocess=False), calls
+            ),
+            "280x280 drawing, fitted": time_calls(
+                lambda p=predictor: predict_image(p, drawing), counts["slow_calls"], warmup=2
+            ),
+        }
+        timing = time_calls(lambda p=predictor: p.predict(batch), batches, warmup=2)
+        results[runtime]["batch images per second"] = BATCH / (timing["mean_ms"] / 1e3)
+    wide = OnnxPredictor(onnx_bytes, threads=os.cpu_count())  # the same batches on every core
+    timing = time_calls(lambda: wide.predict(batch), counts["batches"], warmup=2)
+    results["onnx"]["batch images per second, all cores"] = BATCH / (timing["mean_ms"] / 1e3)
+    return results
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(spec: str, port: int):
+    """``mnistlab serve`` in its own process; returns it once /api/health answers."""
+    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src")}
+    command = [sys.executable, "-m", "mnistlab", "serve", "--model", spec, "--port", str(port)]
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1) as answer:
+                return process, json.loads(answer.read())
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the server did not answer /api/health in time")
+
+
+def http_request(
+    method: str, path: str, body: bytes = b"", content_type: str | None = None
+) -> bytes:
+    headers = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    if content_type:
+        headers.append(f"Content-Type: {content_type}")
+    if method == "POST":
+        headers.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
+
+
+def multipart(data: bytes, boundary: str = "mnistlabboundary") -> tuple[bytes, str]:
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="digit.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+async def load(
+    port: int, request: bytes, connections: int, max_requests: int, duration: float
+) -> dict:
+    """Sends ``request`` over keep-alive connections until max_requests or duration is reached."""
+    sent = 0
+    latencies, errors, statuses = [], 0, {}
+    deadline = time.perf_counter() + duration
+
+    async def worker():
+        nonlocal sent, errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while sent < max_requests and time.perf_counter() < deadline:
+                sent += 1
+                start = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - start)
+                statuses[status] = statuses.get(status, 0) + 1
+                if status != 200:
+                    errors += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
+            errors += 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "statuses": statuses,
+        "seconds": elapsed,
+        "requests per second": len(latencies) / elapsed,
+        **percentiles(latencies or [0.0]),
+    }
+
+
+def server(spec: str, counts: dict, connections: int) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    digits, _ = test_digits(1)
+    small = png(Image.fromarray(np.asarray(digits[0])))
+    drawing_body, drawing_type = multipart(canvas_png())
+    payloads = {
+        "health check": http_request("GET", "/api/health"),
+        "28x28 PNG as is": http_request(
+            "POST", "/api/predict?preprocess=false", small, "image/png"
+        ),
+        "280x280 drawing, fitted (as the page sends it)": http_request(
+            "POST", "/api/predict", drawing_body, drawing_type
+        ),
+    }
+    port = free_port()
+    process, health = start_server(spec, port)
+    results = {"runtime": health["runtime"], "model": health["model"], "connections": connections}
+    try:
+        for name, request in payloads.items():
+            asyncio.run(load(port, request, connections, 50, counts["duration"] / 5))  # warm-up
+            requests = counts["requests"] if "fitted" not in name else counts["requests"] // 10
+            results[name] = asyncio.run(
+                load(port, request, connections, requests, counts["duration"])
+            )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    results["requests"] = sum(v["requests"] for v in results.values() if isinstance(v, dict))
+    results["errors"] = sum(v["errors"] for v in results.values() if isinstance(v, dict))
+    return results
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def markdown(report: dict) -> str:
+    local, remote = report["in_process"], report["server"]
+    lines = [
+        "# Prediction speed",
+        "",
+        f"Model: {report['model']}. Machine: {report['machine']}, load average {report['load']} "
+        f"at the start. Measured by `{report['command']}` on {report['date']}; ONNX Runtime "
+        f"{report['versions']['onnxruntime']} (1 thread per call), Keras {report['versions']['keras']} "
+        f"on TensorFlow {report['versions']['tensorflow']}. Images: {local['digits']}.",
+        "",
+        "## One image, in process (milliseconds per image)",
+        "",
+        "| work | ONNX Runtime p50 | p99 | Keras p50 | p99 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row, label in (
+        ("network only", "network only, 28x28 array (preprocessing excluded)"),
+        (
+            "28x28 PNG as is",
+            "the server's work for a 28x28 PNG taken as is: decode + network + answer",
+        ),
+        ("280x280 drawing, fitted", "... for a 280x280 canvas PNG fitted like MNIST (to_mnist)"),
+    ):
+        onnx, keras = local["onnx"][row], local["keras"][row]
+        lines.append(
+            f"| {label} | {onnx['p50_ms']:.3f} | {onnx['p99_ms']:.3f} | {keras['p50_ms']:.3f} | {keras['p99_ms']:.3f} |"
+        )
+    lines += [
+        "",
+        f"## Batches of {BATCH}, in process (images per second)",
+        "",
+        "| runtime | images per second |",
+        "| --- | ---: |",
+        f"| ONNX Runtime, 1 thread | {local['onnx']['batch images per second']:,.0f} |",
+        f"| ONNX Runtime, {os.cpu_count()} threads | {local['onnx']['batch images per second, all cores']:,.0f} |",
+        f"| Keras (predict_on_batch) | {local['keras']['batch images per second']:,.0f} |",
+        "",
+        f"## The server under load ({remote['connections']} keep-alive connections, runtime {remote['runtime']})",
+        "",
+        "`mnistlab serve --model model.onnx` (uvicorn with httptools and uvloop if installed, "
+        "one process) against a local asyncio HTTP/1.1 load generator in another process, on "
+        "the same cores. The 28x28 PNG is sent raw (Content-Type image/png) with "
+        "`?preprocess=false`; the drawing as a multipart upload, as the page sends it.",
+        "",
+        "| request | requests per second | p50 ms | p99 ms | requests | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, value in remote.items():
+        if isinstance(value, dict):
+            lines.append(
+                f"| {name} | {value['requests per second']:,.0f} | {value['p50_ms']:.2f} | "
+                f"{value['p99_ms']:.2f} | {value['requests']:,} | {value['errors']} |"
+            )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="run folder or .keras file (default: shipped, else untrained cnn)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few calls of each kind: a smoke test"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=CONNECTIONS, help="concurrent connections"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds of load per request kind"
+    )
+    parser.add_argument("--out", default=OUT, help="Markdown file to write (JSON beside it)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, os.path.join(REPO, "src"))
+    from mnistlab import runs
+    from mnistlab.evaluate import PRETRAINED_MODEL
+
+    counts = dict(QUICK if args.quick else FULL)
+    if args.duration:
+        counts["duration"] = args.duration
+    with tempfile.TemporaryDirectory() as scratch:
+        spec, description = args.model, args.model
+        if spec is None and os.path.exists(PRETRAINED_MODEL):
+            spec, description = PRETRAINED_MODEL, "the shipped model"
+        if spec is None:  # speed does not depend on the weights
+            from mnistlab.models import create_model
+
+            spec = os.path.join(scratch, "cnn.keras")
+            create_model("cnn").save(spec)
+            description = "cnn (untrained: no shipped model installed; same speed)"
+        load = os.getloadavg()[0]
+        local = in_process(spec, counts)
+        description = f"{local['model']}, {description}"
+        print(json.dumps(local, indent=1), flush=True)
+        # the server loads the exported file: the same ONNX Runtime model that `serve --model
+        # RUN` builds in memory, without the seconds TensorFlow takes to import
+        from mnistlab.export import export_onnx
+
+        onnx_path = os.path.join(scratch, "model.onnx")
+        export_onnx(spec, onnx_path, check="synthetic")
+        remote = server(onnx_path, counts, args.connections)
+        print(json.dumps(remote, indent=1), flush=True)
+    import keras
+    import onnxruntime
+    import tensorflow
+
+    report = {
+        "model": description,
+        "machine": runs.machine_description() + f", {platform.system()}",
+        "load": f"{load:.1f}",
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "python benchmarks/inference.py" + (" --quick" if args.quick else ""),
+        "versions": {
+            "onnxruntime": onnxruntime.__version__,
+            "keras": keras.__version__,
+            "tensorflow": tensorflow.__version__,
+        },
+        "in_process": local,
+        "server": remote,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as handle:
+        handle.write(markdown(report))
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as handle:
+        json.dump(report, handle, indent=2)
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

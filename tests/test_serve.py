@@ -1,0 +1,365 @@
+"""The prediction API through FastAPI's TestClient: every encoding, every kind of bad input.
+
+References: ``preprocess.to_mnist`` for the 28x28 input, and the Keras model itself (not the
+server's runtime) for the probabilities.
+"""
+
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.conftest import REPO, synthetic_digits
+
+pytest.importorskip("fastapi")
+pytest.importorskip("onnxruntime")
+
+
+def png_bytes(image: Image.Image, kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, kind)
+    return buffer.getvalue()
+
+
+def drawing(label: int, size: int = 200) -> Image.Image:
+    """A large drawing of synthetic digit ``label`` (the tiny set's bars), white on black."""
+    image = Image.new("L", (size, size), 0)
+    pen = ImageDraw.Draw(image)
+    position = int(size * (4 + 5 * (label % 5) + 1) / 28)
+    lo, hi, width = int(size * 4 / 28), int(size * 24 / 28), int(size * 3 / 28)
+    if label < 5:
+        pen.rectangle((lo, position - width // 2, hi, position + width // 2), fill=255)
+    else:
+        pen.rectangle((position - width // 2, lo, position + width // 2, hi), fill=255)
+    return image
+
+
+@pytest.fixture(scope="module")
+def keras_model(trained_run):
+    from mnistlab.evaluate import load_model
+
+    return load_model(trained_run)
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run):
+    from mnistlab.inference import load_predictor
+
+    return load_predictor(trained_run, runtime="auto")
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    from fastapi.testclient import TestClient
+
+    from mnistlab.serve import create_app
+
+    with TestClient(create_app(predictor), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def reference(keras_model, image_28: np.ndarray) -> np.ndarray:
+    from mnistlab.models import to_input
+
+    return np.asarray(keras_model(to_input(image_28[None]), training=False))[0]
+
+
+def test_auto_runtime_is_onnx_and_health_answers(client, predictor):
+    assert predictor.runtime == "onnx", predictor.note
+    answer = client.get("/api/health")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "ok",
+        "model": "cnn",
+        "runtime": "onnx",
+        "source": predictor.source,
+    }
+
+
+def test_28x28_image_as_is_matches_keras(client, keras_model):
+    images, labels = synthetic_digits(6, seed=5)
+    for image, label in zip(images, labels, strict=True):
+        data = png_bytes(Image.fromarray(image))
+        answer = client.post("/api/predict?preprocess=false", files={"image": ("d.png", data)})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        expected = reference(keras_model, image)
+        assert body["digit"] == int(expected.argmax()) == int(label)
+        np.testing.assert_allclose(body["probabilities"], expected, atol=1e-4)
+        assert np.array_equal(np.array(body["input"], np.uint8), image)
+        assert body["model"] == "cnn" and body["runtime"] == "onnx"
+        assert set(body["timing_ms"]) == {"preprocess", "predict"}
+
+
+def encodings(data: bytes, kind: str):
+    """Every way the API accepts one image: (description, request keyword arguments)."""
+    text = base64.b64encode(data).decode()
+    url = f"data:{kind};base64,{text}"
+    return [
+        ("multipart", {"files": {"image": ("digit", data, kind)}}),
+        ("multipart, other field name", {"files": {"upload": ("digit", data)}}),
+        ("json data url", {"json": {"image": url}}),
+        ("json plain base64", {"json": {"image": text}}),
+        ("json string", {"json": url}),
+        ("text base64", {"content": text, "headers": {"content-type": "text/plain"}}),
+        ("text data url", {"content": url, "headers": {"content-type": "text/plain"}}),
+        ("raw bytes", {"content": data, "headers": {"content-type": kind}}),
+        (
+            "octet stream",
+            {"content": data, "headers": {"content-type": "application/octet-stream"}},
+        ),
+    ]
+
+
+@pytest.mark.parametrize("kind, label", [("image/png", 7), ("image/jpeg", 2)])
+def test_every_encoding_gives_the_reference_answer(client, keras_model, kind, label):
+    from mnistlab.preprocess import to_mnist
+
+    image = drawing(label)
+    data = png_bytes(image.convert("RGB"), "JPEG" if kind == "image/jpeg" else "PNG")
+    expected_input = to_mnist(data)
+    expected = reference(keras_model, expected_input)
+    assert expected.argmax() == label  # the drawing is a digit this model knows
+    for description, request in encodings(data, kind):
+        answer = client.post("/api/predict", **request)
+        assert answer.status_code == 200, (description, answer.text)
+        body = answer.json()
+        assert np.array_equal(np.array(body["input"], np.uint8), expected_input), description
+        assert body["digit"] == label, description
+        np.testing.assert_allclose(body["probabilities"], expected, atol=1e-4)
+
+
+def test_json_options_and_first_layer(client, keras_model):
+    import keras
+
+    image = synthetic_digits(1, seed=9)[0][0]
+    data = base64.b64encode(png_bytes(Image.fromarray(image))).decode()
+    answer = client.post(
+        "/api/predict", json={"image": data, "preprocess": False, "first_layer": True}
+    )
+    assert answer.status_code == 200, answer.text
+    layer = answer.json()["first_layer"]
+    assert layer["shape"] == [24, 24, 32]  # cnn: 32 filters of 5x5 on 28x28
+    values = np.frombuffer(base64.b64decode(layer["data"]), np.uint8).reshape(32, 24, 24)
+    conv = next(layer for layer in keras_model.layers if isinstance(layer, keras.layers.Conv2D))
+    from mnistlab.models import to_input
+
+    expected = np.asarray(keras.Model(keras_model.inputs, conv.output)(to_input(image[None])))[0]
+    assert layer["max"] == pytest.approx(float(expected.max()), abs=1e-3)
+    scaled = np.round(expected.transpose(2, 0, 1) * 255 / expected.max())
+    assert np.abs(values - scaled).max() <= 1  # same maps, rounding aside
+    assert "first_layer" not in client.post("/api/predict", json={"image": data}).json()
+
+
+def blank_png(size=(64, 64)) -> bytes:
+    return png_bytes(Image.new("L", size, 0))
+
+
+GIF = png_bytes(Image.new("L", (8, 8), 0), "GIF")
+PNG_7 = png_bytes(drawing(7, 64))
+
+BAD_REQUESTS = [
+    # (description, request keyword arguments, status, words in the message)
+    (
+        "not an image",
+        {"content": b"hello world", "headers": {"content-type": "image/png"}},
+        400,
+        "not an image",
+    ),
+    ("text file upload", {"files": {"image": ("a.png", b"just text")}}, 400, "not an image"),
+    ("empty upload", {"files": {"image": ("a.png", b"", "image/png")}}, 400, "empty"),
+    ("empty raw body", {"content": b"", "headers": {"content-type": "image/png"}}, 400, "empty"),
+    ("empty json image", {"json": {"image": ""}}, 400, "empty"),
+    (
+        "truncated png",
+        {"content": PNG_7[: len(PNG_7) // 2], "headers": {"content-type": "image/png"}},
+        400,
+        "truncated",
+    ),
+    ("bad base64", {"json": {"image": "not base64!!"}}, 400, "base64"),
+    ("json without image", {"json": {"picture": "x"}}, 400, '{"image"'),
+    ("json not an object", {"json": [1, 2]}, 400, '{"image"'),
+    (
+        "broken json",
+        {"content": b"{", "headers": {"content-type": "application/json"}},
+        400,
+        "not valid JSON",
+    ),
+    ("form without file", {"files": {"image": (None, "abc")}}, 400, "no file"),
+    ("url-encoded form", {"data": {"image": "abc"}}, 415, "x-www-form-urlencoded"),
+    (
+        "bad option",
+        {"files": {"image": ("a.png", PNG_7)}, "params": {"preprocess": "maybe"}},
+        400,
+        "true or false",
+    ),
+    (
+        "html content type",
+        {"content": PNG_7, "headers": {"content-type": "text/html"}},
+        415,
+        "Unsupported content type 'text/html'",
+    ),
+    (
+        "no content type",
+        {"content": PNG_7, "headers": {"content-type": ""}},
+        415,
+        "Unsupported content type",
+    ),
+    (
+        "upload typed as text",
+        {"files": {"image": ("a.txt", PNG_7, "text/plain")}},
+        415,
+        "text/plain",
+    ),
+    ("gif", {"content": GIF, "headers": {"content-type": "image/png"}}, 415, "GIF"),
+    (
+        "gif data url",
+        {"json": {"image": "data:image/gif;base64," + base64.b64encode(GIF).decode()}},
+        415,
+        "image/gif",
+    ),
+    ("blank drawing", {"files": {"image": ("a.png", blank_png())}}, 422, "No digit found"),
+    (
+        "not 28x28 as is",
+        {"files": {"image": ("a.png", PNG_7)}, "params": {"preprocess": "false"}},
+        422,
+        "28x28",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "request_arguments, status, words",
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(
+    client, request_arguments, status, words
+):
+    answer = client.post("/api/predict", **request_arguments)
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"]
+    assert client.get("/api/health").status_code == 200
+    assert client.post("/api/predict", files={"image": ("a.png", PNG_7)}).json()["digit"] == 7
+
+
+def test_size_limits_are_enforced(client, monkeypatch):
+    from mnistlab import serve
+
+    monkeypatch.setattr(serve, "MAX_REQUEST_BYTES", 10_000)
+    too_many_bytes = b"\x89PNG\r\n\x1a\n" + bytes(10_000)
+    declared = client.post(
+        "/api/predict", content=too_many_bytes, headers={"content-type": "image/png"}
+    )
+    assert declared.status_code == 413 and "larger than" in declared.json()["error"]
+    # a chunked body (no Content-Length) is counted as it arrives
+    chunked = client.post(
+        "/api/predict",
+        content=iter([too_many_bytes[:6000], too_many_bytes[6000:]]),
+        headers={"content-type": "image/png"},
+    )
+    assert chunked.status_code == 413
+    monkeypatch.setattr(serve, "MAX_IMAGE_PIXELS", 100 * 100)
+    wide = png_bytes(Image.new("1", (101, 100), 0))  # a few hundred bytes, over the pixel limit
+    answer = client.post("/api/predict", files={"image": ("big.png", wide)})
+    assert answer.status_code == 413 and "101x100 pixels" in answer.json()["error"]
+    assert client.post("/api/predict", files={"image": ("a.png", PNG_7)}).status_code == 200
+
+
+def test_limits_are_named_constants_of_sensible_size():
+    from mnistlab import serve
+
+    assert 1 << 20 <= serve.MAX_REQUEST_BYTES <= 64 << 20  # bytes
+    assert 1000 * 1000 <= serve.MAX_IMAGE_PIXELS <= 50_000_000  # a phone photo fits
+
+
+def test_other_routes_answer_json_errors(client):
+    assert client.get("/api/predict").status_code == 405
+    missing = client.get("/api/nothing")
+    assert missing.status_code == 404 and "error" in missing.json()
+
+
+def test_page_and_its_assets_are_local(client):
+    page = client.get("/")
+    assert page.status_code == 200 and '<canvas id="pad"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert {"/static/app.js", "/static/style.css"} <= set(assets)
+    for asset in assets:
+        if asset.startswith("data:"):
+            continue
+        assert asset.startswith("/static/"), asset
+        answer = client.get(asset)
+        assert answer.status_code == 200, asset
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", answer.text), asset
+
+
+def test_keras_runtime_gives_the_same_answers(trained_run, predictor):
+    from mnistlab.inference import load_predictor
+
+    keras_predictor = load_predictor(trained_run, runtime="keras")
+    assert keras_predictor.runtime == "keras" and keras_predictor.first_layer_shape == (24, 24, 32)
+    images = synthetic_digits(50, seed=3)[0]
+    np.testing.assert_allclose(
+        keras_predictor.predict(images), predictor.predict(images), atol=1e-4
+    )
+    first_keras = keras_predictor.predict_with_first_layer(images[:3])[1]
+    first_onnx = predictor.predict_with_first_layer(images[:3])[1]
+    np.testing.assert_allclose(first_keras, first_onnx, atol=1e-4)
+
+
+def test_load_predictor_refuses_bad_choices(trained_run, tmp_path):
+    from mnistlab.inference import load_predictor
+
+    with pytest.raises(ValueError, match="Unknown runtime 'fast'. Available: auto, onnx, keras"):
+        load_predictor(trained_run, runtime="fast")
+    with pytest.raises(FileNotFoundError, match="No ONNX file"):
+        load_predictor(str(tmp_path / "missing.onnx"))
+    with pytest.raises(ValueError, match="is an ONNX file"):
+        load_predictor(str(tmp_path / "missing.onnx"), runtime="keras")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not onnx")
+    with pytest.raises(ValueError, match="ONNX Runtime cannot load"):
+        load_predictor(str(broken))
+
+
+def test_serve_command_refuses_bad_arguments():
+    from tests.conftest import run_cli
+
+    result = run_cli("serve", "--model", "cnn")
+    assert result.returncode == 2 and "architecture, not a trained model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_benchmark_quick_mode(trained_run, tmp_path):
+    """benchmarks/inference.py --quick: every section runs and the table is written."""
+    out = tmp_path / "inference.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/inference.py",
+            "--quick",
+            "--model",
+            trained_run,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": os.path.join(REPO, "src")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = out.read_text()
+    for row in ("p50", "p99", "images per second", "requests per second"):
+        assert row in table, row
+    figures = json.loads(out.with_suffix(".json").read_text())
+    assert figures["server"]["errors"] == 0 and figures["server"]["requests"] > 0
