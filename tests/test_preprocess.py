@@ -7,7 +7,9 @@ on the output, and a recovered digit is compared with the 28x28 original it was 
 
 from __future__ import annotations
 
+import csv
 import io
+import os
 import struct
 import zlib
 
@@ -17,6 +19,8 @@ from PIL import Image, ImageDraw
 
 from mnistlab import preprocess
 from mnistlab.preprocess import ImageError, load_image, to_mnist
+
+CHECK_SET = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "own_digits")
 
 # A "7" with a bar and an "4", as polylines in a unit box (x right, y down).
 SEVEN = [[(0.0, 0.0), (1.0, 0.0), (0.35, 1.0)], [(0.3, 0.5), (0.8, 0.5)]]
@@ -245,3 +249,20 @@ def test_pixel_bound_is_checked_before_decoding(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageError, match="decompression-bomb"):
         load_image(png_bytes(draw_digit(SEVEN)))
+
+
+def test_own_digits_check_set_is_complete_and_every_kind_preprocesses():
+    labels = os.path.join(CHECK_SET, "labels.csv")
+    if not os.path.exists(labels):
+        pytest.skip("benchmarks/own_digits is not in this checkout")
+    with open(labels, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kinds = ("pen", "printed", "photo", "inverse", "offcentre")
+    assert len(rows) == 200 and {row["kind"] for row in rows} == set(kinds)
+    for kind in kinds:  # 4 images of each digit in each kind
+        labels_of_kind = sorted(int(row["label"]) for row in rows if row["kind"] == kind)
+        assert labels_of_kind == sorted(list(range(10)) * 4)
+    assert all(os.path.isfile(os.path.join(CHECK_SET, "images", row["file"])) for row in rows)
+    for row in rows[::20]:  # two of each kind: light ink on black in a 20-pixel box
+        out = to_mnist(os.path.join(CHECK_SET, "images", row["file"]))
+        assert out.max() >= 200 and max(ink_extent(out)) == 20, row["file"]

@@ -6,11 +6,14 @@ the same, after turning a real-world image into clean light ink on black:
 
 1. load: path, bytes, file object, PIL image or array; EXIF orientation honoured; size bounded
    before decoding; transparency treated as paper;
-2. polarity: dark ink on light paper is inverted (ink is whatever stands out from the paper);
-3. paper: uneven lighting removed with a coarse background estimate (a grey opening of
-   per-block percentiles), then a threshold above the paper noise (max of Otsu and 6 sigma);
-4. ink: hysteresis-selected connected components; specks far smaller than the digit, or far
-   from it, are dropped; gray levels (anti-aliasing) are kept;
+2. polarity: dark ink on light paper is inverted (the ink is the side that more pixels stand
+   out on, from a smooth paper surface fitted robustly, so a gradient of light is not ink);
+3. paper: uneven lighting and soft shadows removed with a coarse background estimate (a grey
+   opening of per-block percentiles; thick ink replaced by a robust quadratic fit);
+4. ink: two thresholds above the paper noise (strong: Otsu's and half the peak contrast;
+   weak: a quarter of the ink's level), connected blobs of weak pixels with strong ones in
+   them; specks far smaller than the digit, or far from it, are dropped; gray levels
+   (anti-aliasing) are kept;
 5. hairline strokes, thinner than almost all of MNIST's, are thickened to 2 of 28 pixels;
 6. fit the longest side to 20 pixels and shift the centre of mass to (14, 14), clipping nothing.
 
@@ -124,7 +127,10 @@ def to_mnist(source, preprocess: bool = True, *, name: str | None = None) -> np.
     """
     label = name or _describe(source)
     image = load_image(source, name=label)
-    gray = _grayscale(image)  # (H, W) float32, 0..255
+    try:
+        gray = _grayscale(image)  # (H, W) float32, 0..255
+    except (ValueError, OSError) as error:  # a colour mode Pillow cannot convert (LAB, ...)
+        raise ImageError(f"{label} cannot be converted to grayscale ({error}).") from None
     if not preprocess:
         if gray.shape != (IMAGE_SIZE, IMAGE_SIZE):
             raise ImageError(
@@ -258,8 +264,9 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     medians, so lighting gradients are paper); ink is the side on which more pixels lie far
     from it. The paper under the ink is then the per-block lower envelope of the ink-lifted
     image (25th percentiles, ink covers less than 3/4 of most blocks), grey-opened over 3x3
-    blocks (ink up to 3 blocks wide), with blocks still far above a quadratic fit (thicker
-    ink) replaced by the fit, and interpolated bilinearly.
+    blocks (ink up to 3 blocks wide), interpolated bilinearly. Blocks still above a robust
+    quadratic fit by more than half the ink's contrast are thicker ink and get the fit; those
+    less far above are paper in a shadow, which is kept, so that the shadow is removed.
     """
     height, width = gray.shape
     if max(height, width) < 64:  # an icon or MNIST-like file: the outermost pixels are paper
@@ -270,17 +277,22 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     rows, cols = -(-height // block), -(-width // block)
     padded = np.pad(gray, ((0, rows * block - height), (0, cols * block - width)), mode="edge")
     tiles = padded.reshape(rows, block, cols, block).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
-    low, middle, high = np.percentile(tiles, [25, 50, 75], axis=2).astype(np.float32)
+    darkest, low, middle, high, brightest = np.percentile(tiles, [1, 25, 50, 75, 99], axis=2)
 
     def upsample(grid: np.ndarray) -> np.ndarray:  # block grid -> (H, W)
         full = Image.fromarray(grid, "F").resize((cols * block, rows * block), BILINEAR)
         return np.asarray(full)[:height, :width]
 
+    middle = middle.astype(np.float32)
     dark_ink = _ink_is_dark(gray - upsample(_fit_surface(middle, one_sided=False)))
-    lifted, lifted_paper = (255.0 - gray, 255.0 - high) if dark_ink else (gray, low)
-    grid = _filter3(_filter3(lifted_paper, np.minimum), np.maximum)
+    if dark_ink:
+        lifted, lifted_paper, lifted_ink = 255.0 - gray, 255.0 - high, 255.0 - darkest
+    else:
+        lifted, lifted_paper, lifted_ink = gray, low, brightest
+    grid = _filter3(_filter3(lifted_paper.astype(np.float32), np.minimum), np.maximum)
     surface = _fit_surface(grid, one_sided=True)
-    grid = np.where(grid - surface > 8.0, surface, grid)
+    contrast = float((lifted_ink - surface).max())  # of the ink's darkest (lifted: highest) 1%
+    grid = np.where(grid - surface > max(8.0, 0.5 * contrast), surface, grid)
     background = float(np.median(grid)) if grid.max() - grid.min() < 12 else upsample(grid)
     if dark_ink:  # reflected light: ink contrast scales with the paper's brightness
         return (lifted - background) * (255.0 / np.maximum(255.0 - background, 16.0))
@@ -299,21 +311,21 @@ def _fit_surface(grid: np.ndarray, one_sided: bool) -> np.ndarray:
     """A quadratic surface in x and y fitted to grid, robust to blocks of ink.
 
     Light falls smoothly on paper (gradients, vignetting), so paper is what a quadratic
-    fits; blocks that stand out (above it if one_sided, else either side) are left out.
+    fits; blocks that stand out (above it if one_sided, else either side) are left out: up
+    to 40% of the blocks may be ink.
     """
     rows, cols = np.indices(grid.shape)
     x, y = cols / max(1, grid.shape[1] - 1), rows / max(1, grid.shape[0] - 1)
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
     values = grid.ravel().astype(np.float64)
-    paper = np.ones(values.shape, bool)
-    for _ in range(6):
-        if paper.sum() < 12:
-            return np.full(grid.shape, np.median(grid), np.float32)
-        coefficients = np.linalg.lstsq(terms[paper], values[paper], rcond=None)[0]
-        residual = values - terms @ coefficients
-        spread = max(3.0 * 1.4826 * float(np.median(np.abs(residual[paper]))), 8.0)
-        paper = residual < spread if one_sided else np.abs(residual) < spread
-    return (terms @ coefficients).reshape(grid.shape).astype(np.float32)
+    fit = np.full(values.shape, np.median(values))  # start from the majority: paper
+    if values.size < 12:
+        return fit.reshape(grid.shape).astype(np.float32)
+    for _ in range(10):  # least trimmed squares: refit to the 60% of blocks that fit best
+        misfit = values - fit if one_sided else np.abs(values - fit)
+        paper = misfit <= np.quantile(misfit, 0.6)
+        fit = terms @ np.linalg.lstsq(terms[paper], values[paper], rcond=None)[0]
+    return fit.reshape(grid.shape).astype(np.float32)
 
 
 def _filter3(grid: np.ndarray, reduce) -> np.ndarray:
@@ -346,14 +358,17 @@ def _otsu(values: np.ndarray) -> float:
 def _select_digit(ink: np.ndarray, label: str) -> np.ndarray:
     """The digit's ink, cropped: (h, w) float32 in 0..1, 1 = full ink, specks removed.
 
-    Thresholds: weak (edges, anti-aliasing) and strong (sure ink), both above the paper's
-    noise; a blob is kept if it has strong pixels, is not a speck, and is near the largest.
+    Thresholds: strong (sure ink: above Otsu's threshold and half the contrast of the 50
+    strongest pixels) and weak (edges, anti-aliasing: a quarter of the ink's typical level),
+    both above the paper's noise. A blob of weak pixels is kept if it has strong pixels, is
+    not a speck, and is near the largest.
     """
     sample = ink[:: 1 + ink.shape[0] // 300, :: 1 + ink.shape[1] // 300]  # enough for medians
     centre = float(np.median(sample))
     sigma = 1.4826 * float(np.median(np.abs(sample - centre)))  # paper noise, robust to ink
     noise_floor = centre + max(6.0 * sigma, 8.0)
-    strong = max(noise_floor, _otsu(np.clip(ink, 0, 255)))
+    peak = float(np.partition(ink.ravel(), -50)[-50]) if ink.size > 50 else float(ink.max())
+    strong = max(noise_floor, _otsu(np.clip(ink, 0, 255)), centre + 0.5 * (peak - centre))
     blank = ImageError(
         f"No digit found in {label}: the page looks blank (no ink stands out from the paper "
         f"by {MIN_INK_CONTRAST:.0f} gray levels). Write the digit darker or larger and try again."
@@ -361,7 +376,7 @@ def _select_digit(ink: np.ndarray, label: str) -> np.ndarray:
     if float(ink.max()) - centre < MIN_INK_CONTRAST or not (ink > strong).any():
         raise blank
     level = float(np.median(ink[ink > strong]))  # typical ink
-    weak = max(noise_floor, centre + 0.2 * (level - centre))
+    weak = max(noise_floor, centre + 0.25 * (level - centre))
     rows, starts, ends, labels = _label_runs(ink > weak)
     mass, pixels, boxes = _blob_stats(ink, weak, strong, rows, starts, ends, labels)
     main = int(np.argmax(mass))
