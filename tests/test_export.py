@@ -136,6 +136,31 @@ def test_sequential_model_exports():
     assert_matches(randomize(model, seed=2), check_images(200))
 
 
+def test_ensemble_of_nested_models_exports_with_its_first_layer():
+    from mnistlab.ensemble import average_models
+    from mnistlab.export import check_images, keras_to_onnx
+    from mnistlab.inference import KerasPredictor, OnnxPredictor
+    from mnistlab.models import create_model
+
+    members = [
+        randomize(create_model(name), seed) for seed, name in enumerate(["cnn", "best_lite"])
+    ]
+    ensemble = average_models(members)
+    images = check_images(200)
+    assert_matches(ensemble, images)
+    expected = np.mean([keras_answers(member, images) for member in members], axis=0)
+    np.testing.assert_allclose(onnx_answers(ensemble, images)[0], expected, atol=TOLERANCE)
+    # the first layer shown for an ensemble: the first member's first convolution
+    onnx_predictor = OnnxPredictor(keras_to_onnx(ensemble, first_layer=True).SerializeToString())
+    keras_predictor = KerasPredictor(ensemble)
+    assert onnx_predictor.first_layer_shape == keras_predictor.first_layer_shape == (24, 24, 32)
+    np.testing.assert_allclose(
+        onnx_predictor.predict_with_first_layer(images[:4])[1],
+        keras_predictor.predict_with_first_layer(images[:4])[1],
+        atol=1e-4,
+    )
+
+
 def test_first_layer_output_is_keras_first_layer(trained_run):
     import keras
 

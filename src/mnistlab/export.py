@@ -30,6 +30,7 @@ OUTPUT_NAME = "probabilities"  # (N, 10) float32
 FIRST_LAYER_NAME = "first_layer"  # optional output: the first Conv2D/Dense layer's activations
 CHECK_TOLERANCE = 1e-4  # largest accepted |ONNX - Keras| probability difference
 FORMATS = ("onnx",)
+FIRST_LAYER_KINDS = ("Conv2D", "Dense")  # layers whose responses the page can show
 
 _NCHW_FROM_NHWC = [0, 3, 1, 2]
 _NHWC_FROM_NCHW = [0, 2, 3, 1]
@@ -235,15 +236,23 @@ def _batch_norm(graph, layer, inputs):
     return out
 
 
-def _add(graph, layer, inputs):
-    layout = graph.channels_first.get(inputs[0])
-    tensors = [graph.layout(t, layout) if layout is not None else t for t in inputs]
-    out = tensors[0]
-    for other in tensors[1:]:
-        out = graph.add("Add", [out, other], layer.name)
-    if layout is not None:
-        graph.channels_first[out] = layout
-    return out
+def _merge(op: str, variadic: bool = True):
+    """Elementwise merge layers (Add, Average, ...): inputs brought to one layout first."""
+
+    def convert(graph, layer, inputs):
+        layout = graph.channels_first.get(inputs[0])
+        tensors = [graph.layout(t, layout) if layout is not None else t for t in inputs]
+        if variadic:  # ONNX Sum, Mean, Max, Min take any number of inputs
+            out = graph.add(op, tensors, layer.name)
+        else:
+            out = tensors[0]
+            for other in tensors[1:]:
+                out = graph.add(op, [out, other], layer.name)
+        if layout is not None:
+            graph.channels_first[out] = layout
+        return out
+
+    return convert
 
 
 def _concatenate(graph, layer, inputs):
@@ -302,7 +311,12 @@ CONVERTERS = {
     "GaussianNoise": _identity,
     "GaussianDropout": _identity,
     "BatchNormalization": _batch_norm,
-    "Add": _add,
+    "Add": _merge("Sum"),
+    "Average": _merge("Mean"),
+    "Maximum": _merge("Max"),
+    "Minimum": _merge("Min"),
+    "Multiply": _merge("Mul", variadic=False),
+    "Subtract": _merge("Sub", variadic=False),
     "Concatenate": _concatenate,
     "Activation": _activation_layer,
     "ReLU": _relu_layer,
@@ -332,14 +346,67 @@ def _graph_nodes(model):
             yield node.operation, node.input_tensors, node.output_tensors[0]
 
 
+def find_first_layer(model):
+    """The first Conv2D or Dense layer a model applies, looking inside nested models.
+
+    Returns:
+        (layer, the model whose graph holds it), or None if there is no such layer.
+    """
+    import keras
+
+    for layer in model.layers:
+        if type(layer).__name__ in FIRST_LAYER_KINDS:
+            return layer, model
+        if isinstance(layer, keras.Model):
+            found = find_first_layer(layer)
+            if found is not None:
+                return found
+    return None
+
+
+def _convert_model(graph: _Graph, model, input_name: str, first: dict) -> str:
+    """Adds a model's layers to the graph, fed by input_name; returns its output's name.
+
+    Nested models (e.g. the members of an ensemble) are converted in place, recursively.
+    When first["layer"] is converted, its output's name is stored as first["tensor"].
+    """
+    import keras
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"Model '{model.name}' has {len(model.inputs)} inputs and {len(model.outputs)} "
+            "outputs; only models with one input and one output can be exported to ONNX."
+        )
+    tensors = {id(model.inputs[0]): input_name}
+    for layer, inputs, output in _graph_nodes(model):
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        names = [tensors[id(tensor)] for tensor in inputs]
+        if isinstance(layer, keras.Model):
+            out = _convert_model(graph, layer, names[0], first)
+        elif kind in CONVERTERS:
+            out = CONVERTERS[kind](graph, layer, names)
+        else:
+            raise ValueError(
+                f"Cannot export layer '{layer.name}' of type {kind} to ONNX. Supported: "
+                f"{', '.join(sorted(CONVERTERS))}, and nested models of them. Add a converter "
+                "to mnistlab/export.py."
+            )
+        tensors[id(output)] = out
+        if layer is first.get("layer"):
+            first["tensor"], first["shape"] = out, tuple(output.shape[1:])
+    return tensors[id(model.outputs[0])]
+
+
 def keras_to_onnx(model, first_layer: bool = False):
     """Converts a Keras image classifier into an ONNX model.
 
     Args:
-        model: a keras.Model built from the layers in CONVERTERS, with one input
-            (N, 28, 28, 1) and one output (N, classes).
+        model: a keras.Model built from the layers in CONVERTERS (nested models included,
+            e.g. an ensemble), with one input (N, 28, 28, 1) and one output (N, classes).
         first_layer: also output FIRST_LAYER_NAME, the activations of the first Conv2D or
-            Dense layer (channels-last, as Keras gives them), for showing what it responds to.
+            Dense layer (find_first_layer; channels-last, as Keras gives them).
 
     Returns:
         onnx.ModelProto with input INPUT_NAME and output OUTPUT_NAME (then FIRST_LAYER_NAME).
@@ -352,28 +419,14 @@ def keras_to_onnx(model, first_layer: bool = False):
     """
     from onnx import TensorProto, checker, helper
 
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError("Only models with one input and one output can be exported to ONNX.")
     graph = _Graph()
-    tensors = {id(model.inputs[0]): INPUT_NAME}
-    graph.channels_first[INPUT_NAME] = False if len(model.inputs[0].shape) == 4 else None
-    if graph.channels_first[INPUT_NAME] is None:
-        del graph.channels_first[INPUT_NAME]
-    first_layer_tensor = None
-    for layer, inputs, output in _graph_nodes(model):
-        kind = type(layer).__name__
-        if kind == "InputLayer":
-            continue
-        if kind not in CONVERTERS:
-            raise ValueError(
-                f"Cannot export layer '{layer.name}' of type {kind} to ONNX. Supported: "
-                f"{', '.join(sorted(CONVERTERS))}. Add a converter to mnistlab/export.py."
-            )
-        names = [tensors[id(tensor)] for tensor in inputs]
-        tensors[id(output)] = CONVERTERS[kind](graph, layer, names)
-        if first_layer and first_layer_tensor is None and kind in ("Conv2D", "Dense"):
-            first_layer_tensor = tensors[id(output)], tuple(output.shape[1:])
-    result = graph.layout(tensors[id(model.outputs[0])], channels_first=False)
+    if len(model.inputs[0].shape) == 4:
+        graph.channels_first[INPUT_NAME] = False
+    found = find_first_layer(model) if first_layer else None
+    first = {"layer": found[0] if found else None}
+    output = _convert_model(graph, model, INPUT_NAME, first)
+    first_layer_tensor = (first["tensor"], first["shape"]) if "tensor" in first else None
+    result = graph.layout(output, channels_first=False)
     outputs = [(result, OUTPUT_NAME, tuple(model.outputs[0].shape[1:]))]
     if first_layer_tensor is not None:
         tensor, shape = first_layer_tensor

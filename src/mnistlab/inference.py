@@ -124,26 +124,32 @@ class KerasPredictor(Predictor):
 
     def __init__(self, model, source: str = ""):
         from mnistlab.backend import keras
+        from mnistlab.export import find_first_layer
 
         self.model = model
         self.name = model.name
         self.source = source
-        first = next(
-            (layer for layer in model.layers if type(layer).__name__ in ("Conv2D", "Dense")), None
-        )
-        self._both = None
-        if first is not None:
-            self._both = keras().Model(model.inputs, [model.outputs[0], first.output])
-            self.first_layer_shape = tuple(first.output.shape[1:])
+        found = find_first_layer(model)
+        self._both = self._first = None
+        if found is not None:
+            layer, owner = found
+            if owner is model:  # one call gives both outputs
+                self._both = keras().Model(model.inputs, [model.outputs[0], layer.output])
+            else:  # inside a nested model (an ensemble member) that sees the image
+                self._first = keras().Model(owner.inputs, layer.output)
+            self.first_layer_shape = tuple(layer.output.shape[1:])
 
     def predict(self, images) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(_inputs(images)))
 
     def predict_with_first_layer(self, images):
-        if self._both is None:
-            return self.predict(images), None
-        probabilities, first = self._both.predict_on_batch(_inputs(images))
-        return np.asarray(probabilities), np.asarray(first)
+        if self._both is not None:
+            probabilities, first = self._both.predict_on_batch(_inputs(images))
+            return np.asarray(probabilities), np.asarray(first)
+        if self._first is not None:
+            first = self._first.predict_on_batch(_inputs(images))
+            return self.predict(images), np.asarray(first)
+        return self.predict(images), None
 
 
 def load_predictor(
