@@ -97,7 +97,7 @@ def test_build_ensemble_writes_a_folder_evaluate_accepts(trained_run, tiny_data,
 
 def test_cli_trains_members_then_reuses_them(tiny_npz, tmp_path):
     out = str(tmp_path / "ens")
-    args = ["ensemble", "cnn", "--members", "2", "--out", out, "--data", tiny_npz]
+    args = ["ensemble", "mlp", "--members", "2", "--out", out, "--data", tiny_npz]
     args += ["--epochs", "1", "--val-size", "200", "--verbose", "0"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
