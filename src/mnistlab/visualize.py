@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -26,6 +27,7 @@ CURVES_INCHES = (11.0, 4.2)  # width, height of the training-curves figure
 CONFUSION_INCHES = (7.5, 7.0)  # width, height of the confusion-matrix figure
 MAX_PANELS = 64  # feature maps or filters drawn at most (the first ones)
 MAX_STEPS = 10_000  # gradient-ascent steps accepted at most
+MAXIMIZE_STEPS = 60  # gradient-ascent steps: enough for clear stripes and edges in a trained cnn
 MAXIMIZE_START = (0.5, 0.1)  # gray level, uniform noise span of the ascent's start image
 CONV_MODELS_HINT = "a CNN such as cnn, larger_cnn or branch_cnn"
 
@@ -304,7 +306,12 @@ class Maximized:
 
 
 def maximize_filters(
-    model, layer=None, steps: int = 20, step_size: float = 0.02, seed: int = 0, count=None
+    model,
+    layer=None,
+    steps: int = MAXIMIZE_STEPS,
+    step_size: float = 0.02,
+    seed: int = 0,
+    count=None,
 ) -> Maximized:
     """For each filter of a layer, the input that maximises its mean response.
 
@@ -313,6 +320,10 @@ def maximize_filters(
     mean response, L2-normalised per pixel) and clip x to the inputs' range [0, 1]. All filters
     ascend together in one batch. Gradients come from the backend's own autodiff
     (tf.GradientTape, jax.grad, torch autograd).
+
+    A filter whose ReLU gives no response at all to an image has no gradient there (the
+    tutorial skips such filters; in a trained MNIST net most first-layer filters are silent on
+    gray). While it is silent, it climbs its mean pre-activation instead, until it responds.
 
     Args:
         model: a keras.Model; layer: name or index of a layer with feature maps (None: the
@@ -340,22 +351,45 @@ def maximize_filters(
     channels = layer.output.shape[-1]
     filters = list(range(min(channels, count or MAX_PANELS)))
     probe = keras().Model(model.inputs, layer.output)
-    gradient = _gradient_function(probe, np.eye(channels, dtype="float32")[filters])
     gray, span = MAXIMIZE_START
     rng = np.random.default_rng(seed)
     start = (gray + span * (rng.random((len(filters), 28, 28, 1)) - 0.5)).astype("float32")
     images = start.copy()
-    start_scores, _ = gradient(start)
-    for _ in range(steps):
-        _, grad = gradient(images)
-        rms = np.sqrt(np.mean(np.square(grad), axis=(1, 2, 3), keepdims=True))
-        images = np.clip(images + step_size * grad / (rms + 1e-5), 0.0, 1.0).astype("float32")
-    scores, _ = gradient(images)
+    with _without_activation(layer) as activation:
+        selection = np.eye(channels, dtype="float32")[filters]
+        gradient = _gradient_function(probe, selection, activation)
+        start_scores, _ = gradient(start)
+        for _ in range(steps):
+            _, grad = gradient(images)
+            rms = np.sqrt(np.mean(np.square(grad), axis=(1, 2, 3), keepdims=True))
+            images = np.clip(images + step_size * grad / (rms + 1e-5), 0.0, 1.0)
+            images = images.astype("float32")
+        scores, _ = gradient(images)
     return Maximized(images[..., 0], start[..., 0], start_scores, scores, layer.name, filters)
 
 
-def _gradient_function(probe, selection):
-    """x (F, 28, 28, 1) -> (scores (F,), d sum(scores) / dx): score f = mean of map f of x_f."""
+@contextlib.contextmanager
+def _without_activation(layer):
+    """Makes the layer linear for a while; yields its activation function (or None)."""
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        yield None
+        return
+    from mnistlab.backend import keras
+
+    layer.activation = keras().activations.linear
+    try:
+        yield activation
+    finally:
+        layer.activation = activation
+
+
+def _gradient_function(probe, selection, activation):
+    """x (F, 28, 28, 1) -> (scores (F,), gradient (F, 28, 28, 1)).
+
+    score f = mean of map f for image x_f, after ``activation`` (the probe itself stops before
+    it); the gradient is of score f, or of the mean pre-activation where score f is 0.
+    """
     import numpy as np
 
     from mnistlab.backend import keras
@@ -364,9 +398,12 @@ def _gradient_function(probe, selection):
     backend = keras().backend.backend()
 
     def scores_of(x):
-        outputs = probe(x, training=False)  # (F, height, width, channels)
-        chosen = ops.sum(outputs * ops.convert_to_tensor(selection)[:, None, None, :], axis=-1)
-        return ops.mean(chosen, axis=(1, 2))  # (F,)
+        before = probe(x, training=False)  # (F, height, width, channels), before activation
+        after = before if activation is None else activation(before)
+        mask = ops.convert_to_tensor(selection)[:, None, None, :]
+        lift = ops.mean(ops.sum(before * mask, axis=-1), axis=(1, 2))  # (F,)
+        scores = ops.mean(ops.sum(after * mask, axis=-1), axis=(1, 2))  # (F,)
+        return scores, ops.where(scores > 0, scores, lift)
 
     if backend == "tensorflow":
         import tensorflow as tf
@@ -375,8 +412,8 @@ def _gradient_function(probe, selection):
             x = tf.convert_to_tensor(x)
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                scores = scores_of(x)
-                total = tf.reduce_sum(scores)
+                scores, objective = scores_of(x)
+                total = tf.reduce_sum(objective)
             return scores.numpy(), tape.gradient(total, x).numpy()
 
     elif backend == "jax":
@@ -384,8 +421,8 @@ def _gradient_function(probe, selection):
         import jax.numpy as jnp
 
         def total(x):
-            scores = scores_of(x)
-            return jnp.sum(scores), scores
+            scores, objective = scores_of(x)
+            return jnp.sum(objective), scores
 
         grad_fn = jax.value_and_grad(total, has_aux=True)
 
@@ -398,8 +435,8 @@ def _gradient_function(probe, selection):
 
         def gradient(x):
             x = torch.tensor(x, requires_grad=True)
-            scores = scores_of(x)
-            scores.sum().backward()
+            scores, objective = scores_of(x)
+            objective.sum().backward()
             return scores.detach().cpu().numpy(), x.grad.detach().cpu().numpy()
 
     else:
@@ -413,12 +450,12 @@ def _gradient_function(probe, selection):
 def plot_maximized(result: Maximized, model_name: str, path: str = "maximize.png") -> Picture:
     """The images of ``maximize_filters``, as the network sees them (black 0, white 1)."""
     titles = [
-        f"{f}: silent" if start <= 0 and score <= 0 else f"{f}: {score:.2f}"
-        for f, start, score in zip(result.filters, result.start_scores, result.scores, strict=True)
+        f"{f}: silent" if score <= 0 else f"{f}: {score:.2f}"
+        for f, score in zip(result.filters, result.scores, strict=True)
     ]
     title = (
         f"{model_name}: inputs that excite each filter of '{result.layer}' most\n"
-        "(filter: its mean response; silent: no response to gray, so no gradient to follow)"
+        "(filter: its mean response to the image; silent: it never responded)"
     )
     return image_grid(list(result.images), titles, title, path, scale=(0.0, 1.0))
 
@@ -468,8 +505,8 @@ def plot_curves(run: str, path: str = "curves.png") -> Picture:
 def plot_confusion(confusion, path: str = "confusion.png", title: str | None = None) -> Picture:
     """A 10x10 confusion matrix: rows true digit, columns predicted, counts in the cells.
 
-    Right answers (the diagonal) are green, mistakes red; colour follows log(1 + count), so
-    that a handful of mistakes still shows beside a thousand right answers.
+    Right answers (the diagonal) are green, mistakes red, each on its own scale of
+    log(1 + count), so that a handful of mistakes shows as clearly as a thousand right answers.
     """
     import numpy as np
     from matplotlib.figure import Figure
@@ -480,14 +517,18 @@ def plot_confusion(confusion, path: str = "confusion.png", title: str | None = N
     axes = figure.add_subplot(1, 1, 1)
     shade = np.log1p(confusion)
     diagonal = np.eye(10, dtype=bool)
-    top = max(float(shade.max()), 1.0)
-    axes.imshow(np.ma.masked_where(~diagonal, shade), cmap="Greens", vmin=0, vmax=top)
+    right_top = max(float(shade[diagonal].max()), 1.0)
+    wrong_top = max(float(shade[~diagonal].max()), 1.0)  # the worst confusion is darkest red
+    axes.imshow(np.ma.masked_where(~diagonal, shade), cmap="Greens", vmin=0, vmax=right_top)
     axes.imshow(
-        np.ma.masked_where(diagonal | (confusion == 0), shade), cmap="Reds", vmin=0, vmax=top
+        np.ma.masked_where(diagonal | (confusion == 0), shade),
+        cmap="Reds",
+        vmin=0,
+        vmax=wrong_top,
     )
     for (row, column), count in np.ndenumerate(confusion):
         if count or row == column:  # zeros left blank, except on the diagonal
-            dark = shade[row, column] > 0.6 * top
+            dark = shade[row, column] > 0.6 * (right_top if row == column else wrong_top)
             axes.text(
                 column,
                 row,
@@ -631,7 +672,9 @@ def add_cli(subparsers) -> None:
         "RUN_OR_MODEL",
     )
     parser.add_argument("--layer", help="convolution layer name or index (default: the first)")
-    parser.add_argument("--steps", type=int, default=20, help="gradient-ascent steps (20)")
+    parser.add_argument(
+        "--steps", type=int, default=MAXIMIZE_STEPS, help=f"ascent steps ({MAXIMIZE_STEPS})"
+    )
     parser.add_argument(
         "--step-size",
         type=float,
