@@ -55,15 +55,18 @@ def spread(rows: list[dict], count: int) -> list[dict]:
 
 
 def score(rows: list[dict], results: list[dict]) -> dict:
-    """Per kind and overall: images, right, unreadable (refused by preprocessing)."""
+    """Per kind and overall: images, right, unreadable (refused by preprocessing), wrong."""
     table: dict = {}
     for row, result in zip(rows, results, strict=True):
         for key in (row["kind"], "overall"):
-            entry = table.setdefault(key, {"images": 0, "right": 0, "unreadable": []})
+            entry = table.setdefault(key, {"images": 0, "right": 0, "unreadable": [], "wrong": []})
             entry["images"] += 1
             entry["right"] += int(result["digit"] == row["label"])
+            name = os.path.basename(row["path"])
             if result["error"] is not None:
-                entry["unreadable"].append(os.path.basename(row["path"]))
+                entry["unreadable"].append(name)
+            elif result["digit"] != row["label"]:
+                entry["wrong"].append(f"{name} ({row['label']} → {result['digit']})")
     table["overall"] = table.pop("overall")  # last row of the table
     return table
 
@@ -77,7 +80,8 @@ def markdown(table: dict, model: str, seconds: float, command: str) -> str:
         "",
         f"Model: `{model}`. Images: benchmarks/own_digits (simulated photos and scans; see its "
         "README). Path: `mnistlab.predict` with preprocessing, as `mnistlab predict` runs it.",
-        f"Machine: {machine_description()}; {seconds:.1f} s for the whole set.",
+        f"Machine: {machine_description()}; {seconds:.1f} s for {table['overall']['images']} "
+        "images, preprocessing included.",
         f"Command: `{command}`",
         "",
         "| kind | images | right | accuracy | refused by preprocessing |",
@@ -90,9 +94,11 @@ def markdown(table: dict, model: str, seconds: float, command: str) -> str:
             f"| {name} | {entry['images']} | {entry['right']} | {accuracy:.1f}% "
             f"| {len(entry['unreadable'])} |"
         )
-    refused = table["overall"]["unreadable"]
-    if refused:
-        lines += ["", f"Refused: {', '.join(refused)}."]
+    overall = table["overall"]
+    if overall["wrong"]:
+        lines += ["", f"Wrong (true → predicted): {', '.join(overall['wrong'])}."]
+    if overall["unreadable"]:
+        lines += ["", f"Refused: {', '.join(overall['unreadable'])}."]
     return "\n".join(lines) + "\n"
 
 
@@ -124,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"own_digits_accuracy: error: {error}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - started
-    command = "python benchmarks/own_digits_accuracy.py" + (
-        f" --model {args.model}" if args.model else ""
-    )
+    command = "python benchmarks/own_digits_accuracy.py"
+    command += f" --model {args.model}" if args.model else ""
+    command += " --quick" if args.quick else ""
     report = markdown(score(rows, results), args.model or "shipped", seconds, command)
     print(report, end="")
     out = args.out or (None if args.quick else RESULTS)

@@ -58,11 +58,15 @@ def test_samples_show_the_first_images_with_their_labels(tmp_path, tiny_data):
     np.testing.assert_array_equal(shown, x_train[3])
 
 
-def test_samples_command_reads_the_data_option(tmp_path, tiny_npz, capsys):
+def test_samples_command_reads_the_data_option(tmp_path, tiny_npz, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(visualize.sys, "platform", "linux")
     out = str(tmp_path / "samples.png")
-    assert main(["samples", "--data", tiny_npz, "--count", "5", "--out", out]) == 0
+    assert main(["samples", "--data", tiny_npz, "--count", "5", "--out", out, "--show"]) == 0
     assert png_size(out) == grid_pixels(*grid_shape(5))
-    assert "(5 panels)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(5 panels)" in printed and f"No display here; open {out}" in printed
 
 
 def test_filters_are_the_first_convolutions_kernels(tmp_path, cnn):

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 PANEL_INCHES = 1.3  # inches per grid cell (image plus its small title)
 TITLE_INCHES = 0.7  # inches above the grid for the figure's title
+MIN_GRID_INCHES = 5.2  # narrowest grid picture (4 panels' width), so that titles fit
+TITLE_POINTS = 11  # font size of figure titles; smaller where a long title must fit
 DPI = 100  # pixels per inch of every saved PNG
 CURVES_INCHES = (11.0, 4.2)  # width, height of the training-curves figure
 CONFUSION_INCHES = (7.5, 7.0)  # width, height of the confusion-matrix figure
@@ -57,8 +59,9 @@ def grid_shape(count: int, columns: int | None = None) -> tuple[int, int]:
 
 
 def grid_pixels(rows: int, columns: int) -> tuple[int, int]:
-    """Width and height in pixels of a saved grid picture."""
-    return round(columns * PANEL_INCHES * DPI), round((rows * PANEL_INCHES + TITLE_INCHES) * DPI)
+    """Width and height in pixels of a saved grid picture (at least MIN_GRID_INCHES wide)."""
+    width = max(columns * PANEL_INCHES, MIN_GRID_INCHES)
+    return round(width * DPI), round((rows * PANEL_INCHES + TITLE_INCHES) * DPI)
 
 
 def image_grid(images, titles, title: str, path: str, *, scale="each", columns=None) -> Picture:
@@ -84,7 +87,11 @@ def image_grid(images, titles, title: str, path: str, *, scale="each", columns=N
     rows, columns = grid_shape(len(images), columns)
     width, height = grid_pixels(rows, columns)
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    figure.suptitle(title, fontsize=11, y=1 - 0.12 * TITLE_INCHES * DPI / height)
+    longest = max(len(line) for line in title.splitlines())
+    fitting = 0.95 * width / DPI * 72 / (0.6 * longest)  # points; a char is ~0.6 em wide
+    figure.suptitle(
+        title, fontsize=min(TITLE_POINTS, fitting), y=1 - 0.12 * TITLE_INCHES * DPI / height
+    )
     figure.subplots_adjust(
         left=0.02, right=0.98, bottom=0.01, top=1 - TITLE_INCHES * DPI / height, hspace=0.35
     )
@@ -275,7 +282,7 @@ def _plot_vector(image, values, title: str, path: str) -> Picture:
 
     width, height = CURVES_INCHES
     figure = Figure(figsize=(width, height), dpi=DPI)
-    figure.suptitle(f"{title}: {len(values)} units", fontsize=11)
+    figure.suptitle(f"{title}: {len(values)} units", fontsize=TITLE_POINTS)
     left = figure.add_axes((0.02, 0.12, 0.2, 0.72))
     left.imshow(image, cmap="gray", vmin=0, vmax=255)
     left.set_title("input", fontsize=9)
@@ -483,7 +490,7 @@ def plot_curves(run: str, path: str = "curves.png") -> Picture:
     figure = Figure(figsize=CURVES_INCHES, dpi=DPI)
     figure.suptitle(
         f"{model_name} run '{os.path.basename(os.path.normpath(run))}': {len(epochs)} epochs",
-        fontsize=11,
+        fontsize=TITLE_POINTS,
     )
     panels = (("loss", "loss (cross-entropy)", 1.0), ("accuracy", "accuracy (%)", 100.0))
     for index, (key, label, factor) in enumerate(panels):
