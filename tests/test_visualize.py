@@ -88,6 +88,18 @@ def test_filters_of_branch_cnn_pick_the_5x5_branch_and_say_so(tmp_path, capsys):
     assert png_size(out) == grid_pixels(*grid_shape(16))
 
 
+def test_an_ensemble_shows_its_first_member_and_says_so(tmp_path, cnn):
+    inputs = keras.Input((28, 28, 1))
+    members = [cnn, mnistlab.create_model("larger_cnn")]
+    averaged = keras.layers.Average()([member(inputs) for member in members])
+    ensemble = keras.Model(inputs, averaged, name="ensemble")
+    model, name = visualize.inspected(ensemble)
+    assert model is cnn and name == "ensemble member 'cnn' (1 of 2)"
+    picture = visualize.plot_filters(ensemble, str(tmp_path / "f.png"))
+    assert_grid(picture, 32)  # the cnn's 32 kernels
+    assert picture.figure.texts[0].get_text().startswith("ensemble member 'cnn' (1 of 2): 32 ")
+
+
 def test_dense_only_model_has_no_filters_and_says_so(tmp_path):
     model = mnistlab.create_model("mlp")
     with pytest.raises(ValueError, match="no convolution layers.*dense only"):

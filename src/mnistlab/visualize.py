@@ -160,6 +160,21 @@ def _is_conv(layer) -> bool:
     return kernel is not None and len(kernel.shape) == 4
 
 
+def inspected(model):
+    """The network whose layers the pictures show, and what to call it in titles.
+
+    An ensemble (models averaged in one, see ``mnistlab.ensemble``) has no layers of its own
+    worth drawing; its first member is shown instead, and the name says so.
+
+    Returns:
+        (keras.Model, name).
+    """
+    members = [layer for layer in model.layers if hasattr(layer, "layers")]  # nested models
+    if not members or conv_layers(model):
+        return model, model.name
+    return members[0], f"{model.name} member '{members[0].name}' (1 of {len(members)})"
+
+
 def first_convolution(model):
     """The convolution applied to the input; of parallel ones, the one with the largest kernel.
 
@@ -202,12 +217,13 @@ def plot_filters(model, path: str = "filters.png") -> Picture:
     """
     import numpy as np
 
+    model, name = inspected(model)
     layer, note = first_convolution(model)
     kernel = np.asarray(layer.kernel.numpy() if hasattr(layer.kernel, "numpy") else layer.kernel)
     kernel = kernel.mean(axis=2)  # (height, width, filters): averaged over input channels
     count = min(kernel.shape[-1], MAX_PANELS)
     title = (
-        f"{model.name}: {kernel.shape[-1]} kernels {_kernel_size(layer)} of '{layer.name}' "
+        f"{name}: {kernel.shape[-1]} kernels {_kernel_size(layer)} of '{layer.name}' "
         "(mid-gray 0, white positive)"
     )
     if note:
@@ -259,16 +275,17 @@ def plot_responses(model, image, layer=None, path: str = "responses.png") -> Pic
     """
     import numpy as np
 
+    model, name = inspected(model)
     layer = find_layer(model, layer)
     output = layer_outputs(model, layer, np.asarray(image)[None])[0]
     if output.ndim == 1:
-        return _plot_vector(image, output, f"{model.name}: layer '{layer.name}'", path)
+        return _plot_vector(image, output, f"{name}: layer '{layer.name}'", path)
     if output.ndim != 3:
         raise ValueError(f"Layer '{layer.name}' gives {output.shape} outputs; cannot draw them.")
     count = min(output.shape[-1], MAX_PANELS)
     shown = f"the first {count} of " if count < output.shape[-1] else ""
     title = (
-        f"{model.name}: {shown}{output.shape[-1]} feature maps of layer '{layer.name}' "
+        f"{name}: {shown}{output.shape[-1]} feature maps of layer '{layer.name}' "
         f"({output.shape[0]}x{output.shape[1]}, one shared gray scale)"
     )
     scaled = np.asarray(image, np.float32) / 255.0 * max(float(output.max()), 1e-6)
@@ -310,6 +327,7 @@ class Maximized:
     scores: object  # (filters,) mean response of each filter to its result
     layer: str
     filters: list
+    model_name: str = ""  # the network's name, for titles
 
 
 def maximize_filters(
@@ -349,6 +367,7 @@ def maximize_filters(
         raise ValueError(
             f"Expected 0 <= steps <= {MAX_STEPS} and step_size > 0, got {steps}, {step_size}."
         )
+    model, name = inspected(model)
     layer = find_layer(model, layer)
     if len(layer.output.shape) != 4:
         raise ValueError(
@@ -372,7 +391,7 @@ def maximize_filters(
             images = np.clip(images + step_size * grad / (rms + 1e-5), 0.0, 1.0)
             images = images.astype("float32")
         scores, _ = gradient(images)
-    return Maximized(images[..., 0], start[..., 0], start_scores, scores, layer.name, filters)
+    return Maximized(images[..., 0], start[..., 0], start_scores, scores, layer.name, filters, name)
 
 
 @contextlib.contextmanager
@@ -454,14 +473,14 @@ def _gradient_function(probe, selection, activation):
     return gradient
 
 
-def plot_maximized(result: Maximized, model_name: str, path: str = "maximize.png") -> Picture:
+def plot_maximized(result: Maximized, path: str = "maximize.png") -> Picture:
     """The images of ``maximize_filters``, as the network sees them (black 0, white 1)."""
     titles = [
         f"{f}: silent" if score <= 0 else f"{f}: {score:.2f}"
         for f, score in zip(result.filters, result.scores, strict=True)
     ]
     title = (
-        f"{model_name}: inputs that excite each filter of '{result.layer}' most\n"
+        f"{result.model_name}: inputs that excite each filter of '{result.layer}' most\n"
         "(filter: its mean response to the image; silent: it never responded)"
     )
     return image_grid(list(result.images), titles, title, path, scale=(0.0, 1.0))
@@ -736,7 +755,7 @@ def _maximize_command(args) -> int:
         f"after {args.steps} steps (mean response {result.start_scores.mean():.3f} -> "
         f"{result.scores.mean():.3f})."
     )
-    return _finish(plot_maximized(result, model.name, args.out), args)
+    return _finish(plot_maximized(result, args.out), args)
 
 
 def _curves_command(args) -> int:
