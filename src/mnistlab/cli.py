@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "mnistlab.ensemble",
     "mnistlab.predict",
     "mnistlab.visualize",
+    "mnistlab.export",
+    "mnistlab.serve",
     "mnistlab.speedrun",
     "mnistlab.sweep",
 ]

@@ -33,7 +33,7 @@ import time
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
 MAX_IMAGE_PIXELS = 4096 * 4096  # width x height of an uploaded image, checked before decoding
-INLINE_PIXELS = 64 * 64  # images this small are answered on the event loop (no thread hand-off)
+INLINE_PIXELS = 64 * 64  # ONNX answers for images this small are computed on the event loop
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 DEFAULT_HOST = "127.0.0.1"  # loopback: reachable from this machine only
 DEFAULT_PORT = 8000
@@ -382,7 +382,8 @@ def create_app(predictor):
         preprocess = _flag(options.get("preprocess"), "preprocess", True)
         first_layer = _flag(options.get("first_layer"), "first_layer", False)
         image = open_image(data)  # the header only: type and size checks
-        if image.width * image.height <= INLINE_PIXELS:  # well under a millisecond of work
+        small = image.width * image.height <= INLINE_PIXELS
+        if small and predictor.runtime == "onnx":  # well under a millisecond of work
             return _json(predict_image(predictor, image, preprocess, first_layer))
         # larger images take milliseconds to fit: off the event loop, so others are not held up
         answer = await run_in_threadpool(predict_image, predictor, image, preprocess, first_layer)
