@@ -2,11 +2,11 @@
 
 Every batch is warped afresh: a random rotation, zoom and shift ("affine"), plus a smooth
 random displacement field ("elastic", Simard et al. 2003). The warp is one vectorised numpy
-bilinear resampling of the whole batch, run by tf.data's prefetch thread while the model
-trains on the previous batch. Measured on the team's 2-core CPU (benchmarks/augment_speed.py):
-a batch of 128 images takes about 2 ms here, against ~20 ms for scipy.ndimage.affine_transform
-image by image and ~10 ms for keras RandomRotation+RandomZoom+RandomTranslation layers, so
-augmentation adds under 5% to an epoch.
+bilinear resampling of the whole batch, run in tf.data's prefetch thread while the model
+trains on the previous batch. Measured on the team's shared 2-core CPU (batch of 128 images,
+load ~3): this warp 11-18 ms (elastic 29 ms), scipy.ndimage.affine_transform image by image
+21 ms, keras RandomRotation+RandomZoom+RandomTranslation layers (eager) 120 ms. A training
+step of `best` takes ~500 ms there, so augmentation costs a few percent of an epoch.
 
 Deterministic: batch k of epoch e is drawn from numpy's generator seeded with (seed, e, k), so
 the same seed gives the same batches, and a resumed run continues with the batches an

@@ -215,7 +215,7 @@ def to_input(images):
 # dropout, trained with affine augmentation, label smoothing and a one-cycle schedule, after
 # Chris Deotte's Kaggle recipe ("How to choose CNN architecture MNIST"). `deotte` is his
 # network (15M multiply-adds per image); `best` shrinks the map with strided 3x3 convs early
-# (6.5M) so that one network trains in ~15 minutes on a 2-core CPU.
+# (6.5M), to fit a shared 2-core CPU (~220 s per epoch there, 6 epochs).
 # Measured: benchmarks/results/best.md (best.py), benchmarks/results/ensemble.md.
 
 
@@ -230,7 +230,7 @@ def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "val
 @register(
     "best",
     "modern CNN sized for a 2-core CPU: conv-BN blocks, strided 3x3 convs, dropout",
-    epochs=15,
+    epochs=6,  # what one 15-minute CPU budget allowed (~220 s/epoch); more epochs: unmeasured
     batch_size=128,
     learning_rate=0.003,
     schedule="onecycle",
