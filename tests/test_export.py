@@ -143,7 +143,7 @@ def test_ensemble_of_nested_models_exports_with_its_first_layer():
     from mnistlab.models import create_model
 
     members = [
-        randomize(create_model(name), seed) for seed, name in enumerate(["cnn", "best_lite"])
+        randomize(create_model(name), seed) for seed, name in enumerate(["cnn", "larger_cnn"])
     ]
     ensemble = average_models(members)
     images = check_images(200)
