@@ -210,18 +210,22 @@ def test_disagreeing_export_is_refused(trained_run):
         verify(model, proto.SerializeToString(), check="synthetic")
 
 
-def test_export_command_writes_a_checked_file(trained_run, tmp_path):
-    """Checked on the MNIST test set when $MNISTLAB_DATA is set (CI), else on check images."""
+def test_export_command_writes_a_checked_file(trained_run, tmp_path, capsys):
+    """Checked on the MNIST test set when $MNISTLAB_DATA is set (CI), else on check images.
+
+    The command runs in this process (mnistlab.cli.main), sparing a second TensorFlow start.
+    """
+    from mnistlab.cli import main
     from mnistlab.export import check_images
     from mnistlab.inference import load_predictor
 
     out = str(tmp_path / "cnn.onnx")
-    result = run_cli("export", trained_run, "--format", "onnx", "--out", out)
-    assert result.returncode == 0, result.stderr
+    assert main(["export", trained_run, "--format", "onnx", "--out", out]) == 0
+    printed = capsys.readouterr().out
     if real_data_path():
-        assert "MNIST test set: 10000/10000 predictions equal" in result.stdout
+        assert "MNIST test set: 10000/10000 predictions equal" in printed
     else:
-        assert "synthetic check images: 500/500 predictions equal" in result.stdout
+        assert "synthetic check images: 500/500 predictions equal" in printed
     predictor = load_predictor(out)  # the file alone, no Keras
     assert predictor.name == "cnn" and predictor.runtime == "onnx"
     keras_predictor = load_predictor(trained_run, runtime="keras")
