@@ -16,7 +16,7 @@ validation forward passes) against the float32 matrix-multiply GFLOP/s numpy rea
 run (best of the measurements taken between rounds). Peak memory is the process's max RSS.
 
 Usage:
-    flock /tmp/mnistlab-heavy.lock python benchmarks/speed.py            # ~12 min on 2 cores
+    flock /tmp/mnistlab-heavy.lock python benchmarks/speed.py     # 84 processes: not yet timed
     python benchmarks/speed.py --tiny                                      # smoke test, ~20 s
     python benchmarks/speed.py --sweep                                     # compile settings
 
@@ -54,6 +54,10 @@ def mnistlab_worker(args) -> dict:
     import mnistlab
     from mnistlab import flops, runs
 
+    if args.nondeterministic:  # exploration only: seed, but leave TF's op determinism off
+        import keras
+
+        sys.modules["mnistlab.train"].seed_everything = keras.utils.set_random_seed
     (x_train, y_train), (x_test, y_test) = mnistlab.load_mnist()
     data = (
         (x_train[: args.train_images], y_train[: args.train_images]),
@@ -83,6 +87,8 @@ def mnistlab_worker(args) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "backend": meta["versions"]["backend"],
         "compile": meta["compile"],
+        # what Keras really used: it silently turns XLA off when TF op determinism is on
+        "jit_effective": bool(run.model.jit_compile),
         "train_flops": flops.training_flops(run.model),
         "forward_flops": flops.forward_flops(run.model),
     }
@@ -262,6 +268,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--set", action="append", help=argparse.SUPPRESS)
+    parser.add_argument("--nondeterministic", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.worker:

@@ -94,7 +94,8 @@ def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
     assert report["settings"]["epochs"] == 2 and len(run["curve"]) == 2
     assert run["accuracy"] > 50  # ten bar classes; chance is 10 %
     assert run["train_seconds"] > 0 and report["import_seconds"] >= 0
-    assert report["reached"] is False  # the tiny set's accuracy is not the MNIST target
+    expected = run["accuracy"] >= 99.0 and run["train_seconds"] <= 8.0  # one seed: mean = it
+    assert report["reached"] is expected
     assert "seed" in speedrun.format_report(report)
     with pytest.raises(ValueError, match="Unknown target"):
         speedrun.run_speedrun("98")

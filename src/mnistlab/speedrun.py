@@ -1,7 +1,8 @@
 """``mnistlab speedrun``: a registered recipe that reaches 99% test accuracy in seconds on a CPU.
 
-Evidence (benchmarks/speedrun.py, benchmarks/results/speedrun.md, 5 seeds, 2-core AMD EPYC):
-see the results table; the budgets the recipe is held to are in TARGETS.
+Evidence: benchmarks/speedrun.py writes benchmarks/results/speedrun.md (5 seeds per target).
+Not yet measured on full MNIST: the settings in TARGETS are a first choice, to be tuned from
+that table; the budgets the recipe is held to are in TARGETS.
 
 The network is a small batch-normalized CNN (about 0.7 M multiply-adds per image, 1.5 % of
 the tutorial CNN's parameters), trained on all 60,000 images with Adam, a large batch, a
