@@ -283,3 +283,7 @@ def deotte():
     x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="deotte")
+
+
+# The speedrun network lives beside its recipe and command; importing it registers it here.
+import mnistlab.speedrun  # noqa: E402,F401
