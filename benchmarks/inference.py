@@ -358,6 +358,11 @@ def main(argv=None) -> int:
         help="run folder or .keras file (default: shipped, else untrained cnn)",
     )
     parser.add_argument(
+        "--architecture",
+        default="cnn",
+        help="registry model timed untrained when there is no --model and no shipped model",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a few calls of each kind: a smoke test"
     )
     parser.add_argument(
@@ -384,9 +389,9 @@ def main(argv=None) -> int:
         if spec is None:  # speed does not depend on the weights
             from mnistlab.models import create_model
 
-            spec = os.path.join(scratch, "cnn.keras")
-            create_model("cnn").save(spec)
-            description = "cnn (untrained: no shipped model installed; same speed)"
+            spec = os.path.join(scratch, f"{args.architecture}.keras")
+            create_model(args.architecture).save(spec)
+            description = "untrained (no shipped model installed; the speed is the same)"
         load = os.getloadavg()[0]
         local = in_process(spec, counts)
         description = f"{local['model']}, {description}"
