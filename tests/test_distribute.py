@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mnistlab
+from mnistlab import runs
 
 pytest.importorskip("jax", reason="data-parallel training needs the JAX backend (mnistlab[jax])")
 
@@ -139,3 +140,49 @@ def test_other_backends_are_refused_with_a_clear_message(tmp_path):
     assert not os.path.exists(tmp_path / "run")  # refused before any folder is made
     with pytest.raises(ValueError, match="Unknown --distribute"):
         mnistlab.train("mlp", out=str(tmp_path / "run"), distribute="model-parallel")
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow  # two JAX processes: ~40 s on the shared 2-core machine
+def test_two_processes_train_one_model_like_two_hosts(tmp_path, tiny_npz):
+    """The docs' 2-host commands, with both 'hosts' on this machine (one CPU device each)."""
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{free_port()}",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+    }
+    env.pop("XLA_FLAGS", None)
+    command = [sys.executable, "-m", "mnistlab", "train", "mlp", "--distribute", "data-parallel"]
+    command += ["--data", tiny_npz, "--epochs", "2", "--val-size", "200", "--batch-size", "50"]
+    hosts = [
+        subprocess.Popen(
+            [*command, "--out", str(tmp_path / f"host{index}")],
+            env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(index)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    outputs = [host.communicate(timeout=300) for host in hosts]
+    for host, (_, stderr) in zip(hosts, outputs, strict=True):
+        assert host.returncode == 0, stderr[-3000:]
+    metas = [json.load(open(tmp_path / f"host{i}" / "meta.json")) for i in range(2)]
+    assert [meta["distribution"]["process_id"] for meta in metas] == [0, 1]
+    assert all(meta["distribution"]["num_processes"] == 2 for meta in metas)
+    assert all(len(meta["distribution"]["devices"]) == 2 for meta in metas)
+    assert [meta["train_images"] for meta in metas] == [500, 500]  # each its half of 1000
+    histories = [runs.read_history(str(tmp_path / f"host{i}")) for i in range(2)]
+    for one, other in zip(*histories, strict=True):  # one global model: the same numbers
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(one[key]) == pytest.approx(float(other[key]), rel=1e-6), key
+    errors = [runs.read_json(str(tmp_path / f"host{i}" / "metrics.json"))["error"] for i in (0, 1)]
+    assert errors[0] == errors[1] and errors[0] < 5.0

@@ -45,6 +45,7 @@ def write(tmp_path, text, name="sweep.toml"):
         ("[grid]\nmodel=[]\n", "must be a non-empty list"),
         ("[grid]\nmodel=['mlp']\nlearning_rate={log_uniform=[0.001, 0.01]}\n", "non-empty list"),
         ("[sweep]\nmethod='random'\n[grid]\nmodel=['mlp']\n", "needs trials = N"),
+        ("[sweep]\nout=3\n[grid]\nmodel=['mlp']\n", r"\[sweep\] out must be str, got 3"),
         (
             "[sweep]\nmethod='random'\ntrials=2\n[grid]\nmodel=['mlp']\n"
             "learning_rate={log_uniform=[0, 0.01]}\n",
@@ -175,7 +176,7 @@ def check_sweep_folder(folder, trials=2):
 def test_a_local_sweep_from_the_command_line(tmp_path, tiny_npz):
     folder = tmp_path / "sweep"
     config = write(tmp_path, GRID.replace("OUT", str(folder)))
-    done = run_cli("sweep", config, "--data", tiny_npz)
+    done = run_cli("sweep", config, "--data", tiny_npz, "--num-cpus", "2")  # both at once
     assert done.returncode == 0, done.stderr[-2000:]
     assert "000-mlp-learning_rate-0.001: ok" in done.stdout
     table = check_sweep_folder(str(folder))

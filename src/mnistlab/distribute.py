@@ -147,18 +147,19 @@ _initialized_hosts = None  # jax.distributed can be initialised once per process
 
 
 @contextmanager
-def scope(strategy: str = "none", batch_size: int = 1):
+def scope(strategy: str = "none", config=None):
     """Sets the Keras distribution for the block and yields its Plan; restores it after.
 
     Args:
         strategy: "none" (one device) or "data-parallel" (split every batch across devices).
-        batch_size: the global images per step; must divide evenly over the devices.
+        config: the run's TrainConfig; its batch_size (global images per step) must divide
+            evenly over the devices.
 
     Returns:
         A context manager yielding a Plan (``Plan().active`` is False for "none").
 
     Example:
-        >>> with scope("data-parallel", batch_size=200) as plan:   # doctest: +SKIP
+        >>> with scope("data-parallel", TrainConfig(batch_size=200)) as plan:  # doctest: +SKIP
         ...     model = create_model("cnn")   # variables replicated on every device
         ...     model.fit(x, y, batch_size=plan.local_batch_size(200))
     """
@@ -177,6 +178,12 @@ def scope(strategy: str = "none", batch_size: int = 1):
         _initialized_hosts = hosts
     devices = tuple(keras.distribution.list_devices())
     processes = hosts["num_processes"] if hosts else 1
+    batch_size = config.batch_size if config else len(devices)
+    if processes > 1 and config and config.augment != "none":
+        raise ValueError(
+            f"augment='{config.augment}' cannot be split over {processes} hosts yet: each host "
+            "would feed whole batches. Use augment='none' across hosts, or one host."
+        )
     if batch_size % len(devices):
         raise ValueError(
             f"batch_size={batch_size} does not split evenly over {len(devices)} devices "

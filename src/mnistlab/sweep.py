@@ -31,17 +31,17 @@ import random
 from mnistlab import runs
 
 SECTIONS = ("sweep", "fixed", "grid")
-SWEEP_KEYS = {
-    "method": "grid or random",
-    "out": "folder of the sweep's run folders and results",
-    "trials": "number of random draws (random only)",
-    "seed": "seed of the random draws (random only)",
-    "data": "MNIST folder or mnist.npz for every trial",
-    "backend": "Keras backend of every trial",
-    "executor": "local or ray",
-    "address": "Ray cluster address",
-    "max_retries": "extra attempts for a failed trial",
-    "num_cpus": "local: trials at once; ray: CPUs of a local Ray",
+SWEEP_KEYS = {  # key: type (what it means)
+    "method": str,  # grid or random
+    "out": str,  # folder of the sweep's run folders and results
+    "trials": int,  # number of random draws (random only)
+    "seed": int,  # seed of the random draws (random only)
+    "data": str,  # MNIST folder or mnist.npz for every trial
+    "backend": str,  # Keras backend of every trial
+    "executor": str,  # local or ray
+    "address": str,  # Ray cluster address
+    "max_retries": int,  # extra attempts for a failed trial
+    "num_cpus": int,  # local: trials at once; ray: CPUs of a local Ray
 }
 METHODS = ("grid", "random")
 RANGES = ("uniform", "log_uniform")
@@ -80,6 +80,12 @@ def load_sweep(path: str) -> dict:
             f"Sweep file '{path}': unknown key(s) in [sweep]: {', '.join(unknown)}. "
             f"Known: {', '.join(SWEEP_KEYS)}."
         )
+    for key, value in settings.items():
+        expected = SWEEP_KEYS[key]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ValueError(
+                f"Sweep file '{path}': [sweep] {key} must be {expected.__name__}, got {value!r}."
+            )
     settings.setdefault("method", "grid")
     if settings["method"] not in METHODS:
         raise ValueError(
@@ -97,8 +103,7 @@ def load_sweep(path: str) -> dict:
     if "model" not in fixed and "model" not in grid:
         raise ValueError(f"Sweep file '{path}': name the model(s) in [fixed] or [grid].")
     if settings["method"] == "random":
-        trials = settings.get("trials")
-        if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        if settings.get("trials", 0) < 1:
             raise ValueError(
                 f"Sweep file '{path}': method = 'random' needs trials = N (a positive integer)."
             )

@@ -256,7 +256,7 @@ def train(
             f"Run folder '{folder}' already holds a run. Continue it with --resume {folder}, "
             "or choose another --out folder."
         )
-    with runs.lock_run(folder), distribution.scope(distribute, config.batch_size) as plan:
+    with runs.lock_run(folder), distribution.scope(distribute, config) as plan:
         return _train_locked(config, folder, data, resumed=bool(resume), plan=plan)
 
 
