@@ -93,6 +93,12 @@ def markdown(summary: dict, machine: str, seeds: list[int], tiny: bool) -> str:
             f"{row['error_mean']:.2f}% ± {row['error_std']:.2f} | {row['runs']} | "
             f"{row['seconds_per_epoch']:.1f} | {row['backend']} |"
         )
+    lines += [
+        "",
+        "Seconds per epoch include the validation pass over the 10,000 test images; they come",
+        "from the training logs and vary with whatever else the machine ran at the time. For",
+        "training speed measured on a quiet machine, see the speed benchmark (benchmarks/speed.py).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from mnistlab import runs
 from mnistlab.config import TrainConfig
 
-# Compile settings measured fastest on a 2-core CPU (benchmarks/speed.py); "auto" picks these.
+# Compile settings measured fastest on a 2-core CPU; "auto" picks these. On TensorFlow, XLA
+# (jit_compile) made a cnn epoch about 8x slower on this CPU (38 s against 4.1 s for 12,000
+# images), and 20 steps per compiled call cut the epoch time by 10-25% (noisy: the machine was
+# shared). Measured by benchmarks/settings_probe.sh; logs in benchmarks/results/probe_*.log.
 FAST_SETTINGS = {
-    "tensorflow": {"jit_compile": False, "steps_per_execution": 1},
+    "tensorflow": {"jit_compile": False, "steps_per_execution": 20},
     "jax": {"jit_compile": True, "steps_per_execution": 1},
     "torch": {"jit_compile": False, "steps_per_execution": 1},
 }
