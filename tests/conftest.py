@@ -11,6 +11,10 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The README's command gives MNISTLAB_DATA relative to the repository (../shared/data/mnist);
+# some tests run in other folders, so the path is made absolute once, against where pytest started.
+if os.environ.get("MNISTLAB_DATA"):
+    os.environ["MNISTLAB_DATA"] = os.path.abspath(os.environ["MNISTLAB_DATA"])
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
