@@ -3,8 +3,13 @@
 Runs the command itself (``mnistlab speedrun --target T --seeds N --json ...``) in a fresh
 process per target, so the numbers are what a user gets; process start, importing Keras and
 loading MNIST are reported apart from the training seconds the budgets apply to. The curves
-are the test accuracy after each epoch against the training seconds so far (the recipe never
-uses the test set to decide anything; it is only measured).
+are the test accuracy, measured a few times per epoch on a stopped clock, against the training
+seconds so far (the recipe never uses the test set to decide anything; it is only measured).
+
+The machine's speed varies from hour to hour on a shared host (the same epoch has taken 22 s
+and 43 s here), so the run also times the tutorial's CNN as the plain Keras script trains it
+(benchmarks/plain/keras_tutorial.py, 2 epochs, batch 200) before and after the speedrun: the
+yardstick the issue's budget was set against ("about 6 s" an epoch when it was written).
 
 Usage:
     flock /tmp/mnistlab-heavy.lock python benchmarks/speedrun.py   # <= 5x8 s + 5x90 s training
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,18 +63,43 @@ def run_target(target: str, args) -> dict:
     return report
 
 
-def write_markdown(reports: list[dict], cpu: str, command: str) -> str:
+def yardstick(args) -> dict:
+    """The tutorial CNN as the plain Keras script trains it: seconds of its two epochs."""
+    command = [sys.executable, os.path.join(HERE, "plain", "keras_tutorial.py"), "--model", "cnn"]
+    command += ["--epochs", "2"]
+    if args.tiny:
+        command += ["--epochs", "1", "--train-images", "600", "--val-images", "200"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"the plain Keras yardstick failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"yardstick: tutorial cnn epochs {result['epoch_seconds']}", flush=True)
+    return result
+
+
+def write_markdown(reports: list[dict], cpu: str, command: str, sticks: list[dict]) -> str:
+    epochs = [f"{s:.1f}" for stick in sticks for s in stick["epoch_seconds"]]
     lines = [
         "# Speedrun: time to test accuracy",
         "",
         f"Machine: {cpu}, {os.cpu_count()} cores. Command: `{command}`. Each target runs in one "
-        "fresh process; every seed trains a fresh model (tracing and compiling included in "
-        "its training seconds). Training seconds = `model.fit`, with the per-epoch test "
-        "evaluation and checkpoint inside it; importing Keras and loading MNIST are not counted.",
+        "fresh process; every seed trains a fresh model (tracing the training step included in "
+        "its training seconds). Training seconds = the stopwatch in mnistlab.speedrun: every "
+        "training step from the start of each epoch to its last step; the clock stops while "
+        "the test set is measured for the curve and for the end-of-epoch validation and "
+        "checkpoint. Fit s = the whole `model.fit` call's wall time, all of that included. "
+        "Importing Keras and loading MNIST are not counted.",
         "",
-        "| target | budget | backend | seeds | settings | train s (mean ± sd, max) | "
-        "test accuracy % (mean ± sd) | min acc | import s | load s | process s | reached |",
-        "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "Yardstick, measured in this run before and after the speedrun: the tutorial CNN's "
+        f"epochs with the plain Keras script took {', '.join(epochs)} s (the first of each "
+        "pair includes tracing). The issue set the 8 s budget when that epoch took about 6 s.",
+        "",
+        "| target | budget | backend | seeds | settings | train s (mean ± sd, max) | fit s "
+        "(mean) | test accuracy % (mean ± sd) | min acc | import s | load s | process s | "
+        "reached |",
+        "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for report in reports:
         seconds = [run["train_seconds"] for run in report["runs"]]
@@ -78,6 +109,7 @@ def write_markdown(reports: list[dict], cpu: str, command: str) -> str:
             f"| {report['target']}% | {report['budget_seconds']:.0f} s | {report['backend']} | "
             f"{len(seconds)} | {settings} | {report['train_seconds_mean']:.2f} ± "
             f"{report['train_seconds_std']:.2f}, {max(seconds):.2f} | "
+            f"{statistics.mean(run['fit_seconds'] for run in report['runs']):.1f} | "
             f"{report['accuracy_mean']:.2f} ± {report['accuracy_std']:.2f} | "
             f"{min(accuracy):.2f} | {report['import_seconds']:.1f} | "
             f"{report['data_seconds']:.1f} | {report['process_seconds']:.0f} | "
@@ -102,14 +134,15 @@ def plot(reports: list[dict], path: str) -> None:
     figure, axes = plt.subplots(1, len(reports), figsize=(5.5 * len(reports), 4), squeeze=False)
     for axis, report in zip(axes[0], reports, strict=True):
         for run in report["runs"]:
-            seconds, accuracy = zip(*run["curve"], strict=True)
-            axis.plot((0,) + seconds, (10.0,) + accuracy, marker="o", alpha=0.7)
+            seconds = [point[0] for point in run["curve"]]
+            accuracy = [point[1] for point in run["curve"]]
+            axis.plot(seconds, accuracy, marker="o", alpha=0.7, label=f"seed {run['seed']}")
         target = float(report["target"])
         axis.axhline(target, color="gray", linestyle="--", label=f"target {target}%")
         axis.axvline(report["budget_seconds"], color="red", linestyle=":", label="budget")
-        axis.set_ylim(target - 1.5, 100)
+        axis.set_ylim(target - 3, 100)
         axis.set_xlabel("training seconds")
-        axis.set_ylabel("test accuracy after each epoch (%)")
+        axis.set_ylabel("test accuracy (%), measured on a stopped clock")
         axis.set_title(f"--target {report['target']} ({report['backend']}, one line per seed)")
         axis.legend(loc="lower right")
     figure.tight_layout()
@@ -127,18 +160,22 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.tiny:
         args.targets, args.seeds = args.targets[:1], 1
+    sticks = [yardstick(args)]
     reports = [run_target(target, args) for target in args.targets]
+    sticks.append(yardstick(args))
 
     sys.path.insert(0, HERE)
     from speed import cpu_model
 
     command = "python benchmarks/speedrun.py " + " ".join(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.out, exist_ok=True)
-    text = write_markdown(reports, cpu_model(), command.strip())
+    text = write_markdown(reports, cpu_model(), command.strip(), sticks)
     with open(os.path.join(args.out, "speedrun.md"), "w") as handle:
         handle.write(text)
     with open(os.path.join(args.out, "speedrun.json"), "w") as handle:
         json.dump(reports, handle, indent=1)
+    with open(os.path.join(args.out, "speedrun_yardstick.json"), "w") as handle:
+        json.dump(sticks, handle, indent=1)
     plot(reports, os.path.join(args.out, "speedrun.png"))
     print(text)
     return 0

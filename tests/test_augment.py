@@ -8,6 +8,7 @@ from mnistlab.augment import (
     ZOOM,
     affine_warp,
     augmented_batches,
+    graph_warp,
     random_warp,
     training_inputs,
 )
@@ -46,6 +47,21 @@ def test_zoom_by_two_doubles_a_square_about_the_centre():
     image[0, 12:16, 12:16] = 1.0  # 4x4 square centred at 13.5
     zoomed = affine_warp(image, scales=2.0)[0]
     assert zoomed[10:18, 10:18].min() > 0.49 and zoomed.sum() == pytest.approx(64, rel=0.1)
+
+
+def test_graph_warp_is_the_numpy_warp():
+    """The TensorFlow op the training pipeline uses against the reference geometry."""
+    rng = np.random.default_rng(8)
+    images = disk_images(32, radius=6.0) * rng.random((32, 28, 28, 1)).astype(np.float32)
+    angles = rng.uniform(-30, 30, 32).astype(np.float32)
+    scales = rng.uniform(0.8, 1.2, 32).astype(np.float32)
+    shifts = rng.uniform(-4, 4, (32, 2)).astype(np.float32)
+    expected = affine_warp(images, angles, scales, shifts)
+    got = np.asarray(graph_warp(images, angles, scales, shifts))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    quarter = np.asarray(graph_warp(images, np.full(32, 90.0, np.float32), np.ones(32, np.float32),
+                                    np.zeros((32, 2), np.float32)))  # fmt: skip
+    np.testing.assert_allclose(quarter, np.rot90(images, 1, axes=(1, 2)), atol=1e-5)
 
 
 def test_identity_leaves_images_unchanged():
@@ -148,7 +164,11 @@ def test_training_inputs_contract():
     for name in ("affine", "elastic"):
         augmented = training_inputs(config(augment=name), x, y)
         assert augmented["steps_per_epoch"] == 3 and augmented["batch_size"] is None
-        images, labels = next(augmented["args"][0])
+        source = augmented["args"][0]
+        if name == "affine":  # a tf.data pipeline, not Python
+            assert type(source).__module__.startswith("tensorflow")
+            source = source.as_numpy_iterator()
+        images, labels = next(source)
         assert images.shape == (32, 28, 28, 1) and labels.shape == (32, 10)
 
 
@@ -191,3 +211,14 @@ def test_ema_run_saves_the_averaged_weights_not_the_last_ones(tiny_data, tmp_pat
     for average, saved in zip(averages, final, strict=True):
         np.testing.assert_allclose(saved, average, atol=1e-7)  # model.keras holds the average
     assert any(not np.allclose(s, r) for s, r in zip(final, raw, strict=True))  # which differs
+
+
+def test_endless_input_gets_a_steps_per_execution_that_divides_the_epoch():
+    """Keras runs a compiled call to its full length on endless input: it must end the epoch."""
+    from mnistlab.train import compile_settings
+
+    assert compile_settings(config(steps_per_execution=20), 469)["steps_per_execution"] == 7
+    assert compile_settings(config(steps_per_execution=20), 480)["steps_per_execution"] == 20
+    assert compile_settings(config(steps_per_execution=20), 3)["steps_per_execution"] == 3
+    plain = config(augment="none", steps_per_execution=20)
+    assert compile_settings(plain, 469)["steps_per_execution"] == 20  # arrays end by themselves

@@ -11,8 +11,9 @@ from tests.conftest import needs_mnist, real_data_path, run_cli
 
 def test_train_then_evaluate_end_to_end(tmp_path, tiny_npz):
     out = str(tmp_path / "run")
-    trained = run_cli("train", "mlp", "--epochs", "2", "--val-size", "100", "--data", tiny_npz,
-                      "--out", out)
+    trained = run_cli(
+        "train", "mlp", "--epochs", "2", "--val-size", "100", "--data", tiny_npz, "--out", out
+    )
     assert trained.returncode == 0, trained.stderr
     assert "Epoch 1/2 - " in trained.stdout and "val_accuracy" in trained.stdout
     assert "Classification error: " in trained.stdout
@@ -51,8 +52,20 @@ def test_models_lists_the_registry_with_parameter_counts():
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 def test_a_non_default_backend_trains(tmp_path, tiny_npz):
     out = str(tmp_path / "torch-run")
-    result = run_cli("train", "larger_cnn", "--backend", "torch", "--epochs", "1",
-                     "--val-size", "100", "--data", tiny_npz, "--out", out)
+    result = run_cli(
+        "train",
+        "larger_cnn",
+        "--backend",
+        "torch",
+        "--epochs",
+        "1",
+        "--val-size",
+        "100",
+        "--data",
+        tiny_npz,
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     meta = json.load(open(os.path.join(out, "meta.json")))
     assert meta["versions"]["backend"] == "torch"
@@ -63,7 +76,8 @@ def test_a_non_default_backend_trains(tmp_path, tiny_npz):
 def test_mlp_one_epoch_on_real_mnist_is_below_5_percent(tmp_path):
     import mnistlab
 
-    run = mnistlab.train("mlp", data=real_data_path(), out=str(tmp_path / "mlp"), epochs=1,
-                         verbose=0)
+    run = mnistlab.train(
+        "mlp", data=real_data_path(), out=str(tmp_path / "mlp"), epochs=1, verbose=0
+    )
     assert run.metrics["test_images"] == 10_000
     assert run.metrics["error"] < 5.0

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -80,8 +81,9 @@ def test_speedrun_is_registered_with_its_recipe():
     assert config.epochs == speedrun.TARGETS["99.0"]["settings"]["epochs"]
     model = create_model("speedrun")
     assert tuple(model.output.shape) == (None, 10)
-    # 5x5 conv to (24, 24, 16), 3x3 conv 16 -> 32 to (10, 10, 32), dense 800 -> 10
-    assert flops.forward_macs(model) == 24 * 24 * 16 * 25 + 10 * 10 * 32 * 9 * 16 + 800 * 10
+    # 5x5 conv to (24, 24, 24), pool, 5x5 conv 24 -> 32 to (8, 8, 32), pool, 512 -> 128 -> 10
+    conv1, conv2 = 24 * 24 * 24 * 25, 8 * 8 * 32 * 25 * 24
+    assert flops.forward_macs(model) == conv1 + conv2 + 512 * 128 + 128 * 10
 
 
 def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
@@ -91,14 +93,47 @@ def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
         "99.0", seeds=[1], data=tiny_data, out=str(tmp_path), epochs=2, batch_size=64
     )
     (run,) = report["runs"]
-    assert report["settings"]["epochs"] == 2 and len(run["curve"]) == 2
+    assert report["settings"]["epochs"] == 2
     assert run["accuracy"] > 50  # ten bar classes; chance is 10 %
-    assert run["train_seconds"] > 0 and report["import_seconds"] >= 0
+    # the stopwatch's last measure is of the final model: it must agree with evaluate's
+    seconds, accuracy, steps = run["curve"][-1]
+    assert steps == 2 * 19  # 1200 images in batches of 64, two epochs
+    assert accuracy == pytest.approx(run["accuracy"], abs=1e-6)
+    assert seconds == pytest.approx(run["train_seconds"])
+    assert 0 < run["train_seconds"] < run["fit_seconds"]
     expected = run["accuracy"] >= 99.0 and run["train_seconds"] <= 8.0  # one seed: mean = it
     assert report["reached"] is expected
     assert "seed" in speedrun.format_report(report)
     with pytest.raises(ValueError, match="Unknown target"):
         speedrun.run_speedrun("98")
+
+
+def test_stopwatch_does_not_count_checkpoints_or_measures(tmp_path, tiny_data):
+    """A slow end of epoch (as a slow disk would make the checkpoint) is not training time."""
+    import keras
+
+    import mnistlab
+    from mnistlab.speedrun import stopwatch
+
+    (_, _), (x_test, y_test) = tiny_data
+    clock = stopwatch(x_test, y_test, every=5)
+    pause = 0.6
+
+    class SlowEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(pause)
+
+    started = time.perf_counter()
+    mnistlab.train(
+        "mlp", data=tiny_data, out=str(tmp_path / "run"), epochs=2, batch_size=100, val_size=0,
+        steps_per_execution=1, verbose=0, callbacks=[clock, SlowEpochEnd()],
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    assert clock.seconds < wall - 2 * pause
+    steps = [point[2] for point in clock.curve]
+    assert steps == [5, 10, 15, 20, 24]  # 12 steps per epoch: every 5th step, and the last
+    times = [point[0] for point in clock.curve]
+    assert times == sorted(times) and times[-1] == pytest.approx(clock.seconds)
 
 
 def test_speedrun_command_refuses_bad_seeds():

@@ -1,16 +1,25 @@
 """On-the-fly data augmentation for training (TrainConfig.augment).
 
 Every batch is warped afresh: a random rotation, zoom and shift ("affine"), plus a smooth
-random displacement field ("elastic", Simard et al. 2003). The warp is one vectorised numpy
-bilinear resampling of the whole batch, run in tf.data's prefetch thread while the model
-trains on the previous batch. Measured on the team's shared 2-core CPU (batch of 128 images,
-load ~3): this warp 11-18 ms (elastic 29 ms), scipy.ndimage.affine_transform image by image
-21 ms, keras RandomRotation+RandomZoom+RandomTranslation layers (eager) 120 ms. A training
-step of `best` takes ~500 ms there, so augmentation costs a few percent of an epoch.
+random displacement field ("elastic", Simard et al. 2003).
 
-Deterministic: batch k of epoch e is drawn from numpy's generator seeded with (seed, e, k), so
-the same seed gives the same batches, and a resumed run continues with the batches an
-uninterrupted run would have seen.
+"affine" runs as a TensorFlow input pipeline (tf.data: shuffle, gather, one bilinear
+projective transform per batch, in parallel and prefetched), with no Python per batch; any
+Keras backend trains from it. "elastic" needs a displacement field per pixel, which that op
+cannot take, so it runs as a numpy generator: one vectorised bilinear resampling of the whole
+batch. Measured on the shared 2-core CPU (benchmarks/augment_probe.py, results in
+benchmarks/results/augment_probe.md): a numpy
+generator made an epoch of the small `speedrun` CNN 65% longer than plain arrays (43 s
+against 26 s) even with the warp left out, because of the per-batch Python hand-off; the
+warp itself costs 11 ms a batch of 128 in numpy and 5 ms as the TensorFlow op. For a large
+network such as `best` (~500 ms a step) either costs a few percent.
+
+``affine_warp`` (numpy) is the reference geometry; ``graph_warp`` is the same transform as a
+TensorFlow op and is tested against it.
+
+Deterministic: batch k of epoch e is drawn from random numbers seeded with (seed, e, k) and
+the order of epoch e from (seed, e), so the same seed gives the same batches, and a resumed
+run continues with the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -122,8 +131,98 @@ def random_warp(images, rng: np.random.Generator, elastic: bool = False):
     return affine_warp(images, angles, scales, shifts, displacement)
 
 
+def graph_warp(images, angles, scales, shifts):
+    """``affine_warp`` as one TensorFlow op (ImageProjectiveTransformV3): same geometry.
+
+    Args:
+        images: (N, H, W, 1) float32 tensor; angles, scales: (N,) tensors (degrees, factors);
+            shifts: (N, 2) tensor of (dy, dx) pixels.
+
+    Returns:
+        (N, H, W, 1) float32 tensor; pixels from outside the frame are 0.
+    """
+    import tensorflow as tf
+
+    height, width = images.shape[1], images.shape[2]
+    center_y, center_x = (height - 1) / 2.0, (width - 1) / 2.0
+    radians = angles * (np.pi / 180.0)
+    cos, sin = tf.cos(radians) / scales, tf.sin(radians) / scales
+    dy, dx = shifts[:, 0], shifts[:, 1]
+    zeros = tf.zeros_like(cos)
+    # Output pixel (row i, column j) reads the input at (a0 j + a1 i + a2, b0 j + b1 i + b2)
+    # as (column, row): affine_warp's inverse map, written out.
+    transforms = tf.stack(
+        [
+            cos,
+            -sin,
+            center_x - cos * (center_x + dx) + sin * (center_y + dy),
+            sin,
+            cos,
+            center_y - sin * (center_x + dx) - cos * (center_y + dy),
+            zeros,
+            zeros,
+        ],
+        axis=1,
+    )
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.constant([height, width], tf.int32),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
+def affine_dataset(config, x, y, initial_epoch: int = 0):
+    """Endless tf.data.Dataset of (images, labels) batches, reshuffled and re-warped each epoch.
+
+    Args:
+        config: TrainConfig (uses seed, batch_size).
+        x: (N, 28, 28, 1) float32 images in [0, 1]; y: (N, 10) one-hot labels.
+        initial_epoch: first epoch to draw (a resumed run continues where it stopped).
+
+    Returns:
+        tf.data.Dataset; batch k of epoch e has rows order_e[k*B:(k+1)*B] of x, each warped by
+        a random rotation in [-ROTATION, ROTATION] degrees, zoom in [1-ZOOM, 1+ZOOM] and shift
+        in [-SHIFT, SHIFT] pixels per axis.
+    """
+    import tensorflow as tf
+
+    count, batch = len(x), config.batch_size
+    images, labels = tf.constant(x, tf.float32), tf.constant(y)
+    seed = tf.constant(config.seed, tf.int64)
+
+    def warp(rows, epoch, step):
+        # (epoch, step) -> one stateless seed: the same batch whatever ran before it
+        key = tf.stack([seed, epoch * 1_000_003 + step])
+        draws = tf.random.stateless_uniform((tf.shape(rows)[0], 4), seed=key)
+        angles = ROTATION * (2 * draws[:, 0] - 1)
+        scales = 1 + ZOOM * (2 * draws[:, 1] - 1)
+        shifts = SHIFT * (2 * draws[:, 2:] - 1)
+        batch_images = graph_warp(tf.gather(images, rows), angles, scales, shifts)
+        return batch_images, tf.gather(labels, rows)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([seed, epoch])
+        )
+        rows = tf.data.Dataset.from_tensor_slices(order).batch(batch)
+        steps = tf.data.Dataset.range(-(-count // batch))
+        return tf.data.Dataset.zip((rows, steps)).map(
+            lambda batch_rows, step: warp(batch_rows, epoch, step),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+    epochs = tf.data.Dataset.range(initial_epoch, 2**62)
+    return epochs.flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
+
+
 def augmented_batches(config, x, y, initial_epoch: int = 0):
-    """Endless generator of (images, labels) batches, reshuffled and re-warped every epoch.
+    """Endless iterator of numpy (images, labels) batches, reshuffled and re-warped every epoch.
+
+    "affine" iterates ``affine_dataset``; "elastic" draws numpy warps (``random_warp``).
 
     Args:
         config: TrainConfig (uses seed, batch_size, augment).
@@ -133,6 +232,8 @@ def augmented_batches(config, x, y, initial_epoch: int = 0):
     Yields:
         (images, labels) of batch_size rows (the last batch of an epoch may be shorter).
     """
+    if config.augment == "affine":
+        yield from affine_dataset(config, x, y, initial_epoch).as_numpy_iterator()
     steps = int(np.ceil(len(x) / config.batch_size))
     epoch = initial_epoch
     while True:
@@ -159,8 +260,13 @@ def training_inputs(config, x, y, initial_epoch: int = 0) -> dict:
     if config.augment == "none":
         return {"args": (x, y), "batch_size": config.batch_size, "steps_per_epoch": None}
     if config.augment in ("affine", "elastic"):
+        source = (
+            affine_dataset(config, x, y, initial_epoch)
+            if config.augment == "affine"
+            else augmented_batches(config, x, y, initial_epoch)
+        )
         return {
-            "args": (augmented_batches(config, x, y, initial_epoch),),
+            "args": (source,),
             "batch_size": None,
             "steps_per_epoch": int(np.ceil(len(x) / config.batch_size)),
         }

@@ -164,12 +164,22 @@ def build_optimizer(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(rate)
 
 
-def compile_settings(config: TrainConfig) -> dict:
+def compile_settings(config: TrainConfig, steps_per_epoch: int = 0) -> dict:
+    """jit_compile and steps_per_execution: the config's, or the measured fastest (FAST_SETTINGS).
+
+    With augmentation the input is endless and Keras runs every compiled call to its full
+    steps_per_execution, so a call would run past the end of an epoch into the next one's
+    batches; steps_per_execution is then cut to the largest divisor of steps_per_epoch.
+    """
     import keras
 
     fast = FAST_SETTINGS[keras.backend.backend()]
     jit = fast["jit_compile"] if config.jit_compile == "auto" else config.jit_compile == "true"
     steps = config.steps_per_execution or fast["steps_per_execution"]
+    if config.augment != "none" and steps_per_epoch:
+        steps = max(
+            d for d in range(1, min(steps, steps_per_epoch) + 1) if steps_per_epoch % d == 0
+        )
     return {"jit_compile": jit, "steps_per_execution": steps}
 
 
@@ -180,7 +190,7 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        **compile_settings(config),
+        **compile_settings(config, steps_per_epoch),
     )
 
 
@@ -223,6 +233,7 @@ def train(
     config_file=None,
     backend: str | None = None,
     distribute: str = "none",
+    callbacks: list | None = None,
     **overrides,
 ) -> Run:
     """Trains a registered model and writes a run folder.
@@ -237,6 +248,8 @@ def train(
         backend: "tensorflow", "jax" or "torch" (must be chosen before Keras is imported).
         distribute: "none", or "data-parallel" to split each batch across all devices
             (JAX backend only; see mnistlab.distribute and docs/scaling.md).
+        callbacks: extra Keras callbacks for ``fit``, run after mnistlab's own (the speedrun's
+            clock is one).
         **overrides: any TrainConfig key, e.g. epochs=1, batch_size=128, seed=3.
 
     Returns:
@@ -260,10 +273,12 @@ def train(
             "or choose another --out folder."
         )
     with runs.lock_run(folder), distribution.scope(distribute, config) as plan:
-        return _train_locked(config, folder, data, resumed=bool(resume), plan=plan)
+        return _train_locked(config, folder, data, bool(resume), plan, callbacks or [])
 
 
-def _train_locked(config: TrainConfig, folder: str, data, resumed: bool, plan) -> Run:
+def _train_locked(
+    config: TrainConfig, folder: str, data, resumed: bool, plan, extra_callbacks: list
+) -> Run:
     import keras
     import numpy as np
 
@@ -289,14 +304,14 @@ def _train_locked(config: TrainConfig, folder: str, data, resumed: bool, plan) -
         "data_source": split["source"],
         "validation": split["validation"],
         "train_images": len(split["x_train"]),
-        "compile": compile_settings(config),
+        "compile": compile_settings(config, steps_per_epoch),
         "distribution": plan.describe(),
     }
     runs.write_json(os.path.join(folder, runs.META_FILE), meta)
 
     y_train = keras.utils.to_categorical(split["y_train"], NUM_CLASSES)
     y_val = keras.utils.to_categorical(split["y_val"], NUM_CLASSES)
-    callbacks = [_epoch_recorder(folder, config)]
+    callbacks = [_epoch_recorder(folder, config), *extra_callbacks]
     if config.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -315,7 +330,7 @@ def _train_locked(config: TrainConfig, folder: str, data, resumed: bool, plan) -
             epochs=config.epochs,
             initial_epoch=done,
             validation_data=(to_input(split["x_val"]), y_val),
-            shuffle=True,
+            shuffle=inputs["steps_per_epoch"] is None,  # an augmented pipeline shuffles itself
             verbose=1 if config.verbose == 1 else 0,
             callbacks=callbacks,
         )
