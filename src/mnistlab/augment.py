@@ -7,12 +7,10 @@ random displacement field ("elastic", Simard et al. 2003).
 projective transform per batch, in parallel and prefetched), with no Python per batch; any
 Keras backend trains from it. "elastic" needs a displacement field per pixel, which that op
 cannot take, so it runs as a numpy generator: one vectorised bilinear resampling of the whole
-batch. Measured on the shared 2-core CPU (benchmarks/augment_probe.py, results in
-benchmarks/results/augment_probe.md): a numpy
-generator made an epoch of the small `speedrun` CNN 65% longer than plain arrays (43 s
-against 26 s) even with the warp left out, because of the per-batch Python hand-off; the
-warp itself costs 11 ms a batch of 128 in numpy and 5 ms as the TensorFlow op. For a large
-network such as `best` (~500 ms a step) either costs a few percent.
+batch. The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time,
+and the pipeline needs no Python per batch; what that does to a whole epoch is measured by
+benchmarks/augment_probe.py (benchmarks/results/augment_probe.md), on a shared CPU whose
+speed varied by half between rounds.
 
 ``affine_warp`` (numpy) is the reference geometry; ``graph_warp`` is the same transform as a
 TensorFlow op and is tested against it.
