@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--tiny", action="store_true", help="1,000 images, one round: for CI")
+    parser.add_argument("--tiny", action="store_true", help="512 images, one round: for CI")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     args = parser.parse_args(argv)
 
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     from mnistlab.models import create_model, to_input
 
     (x_train, y_train), _ = load_mnist()
-    count = 1000 if args.tiny else len(x_train)
+    count = 512 if args.tiny else len(x_train)
     repeats = 1 if args.tiny else args.repeats
     x = to_input(x_train[:count])
     y = keras.utils.to_categorical(y_train[:count], 10)

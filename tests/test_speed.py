@@ -165,3 +165,14 @@ def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     (report,) = json.load(open(tmp_path / "speedrun.json"))
     assert len(report["runs"]) == 1 and report["runs"][0]["accuracy"] > 0
     assert (tmp_path / "speedrun.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "script, table",
+    [("augment_probe.py", "augment_probe.md"), ("speedrun_probe.py", "speedrun_probe.md")],
+)
+def test_probe_benchmarks_run_in_tiny_mode(tmp_path, tiny_npz, script, table):
+    result = _script(f"benchmarks/{script}", "--tiny", "--out", str(tmp_path), data=tiny_npz)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in (tmp_path / table).read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) >= 5  # header and four measured rows
