@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         warp_ms[name] = (time.perf_counter() - started) / 50 * 1000
 
     sys.path.insert(0, HERE)
-    from speed import cpu_model
+    from speed import cpu_model, write_table
 
     base = statistics.median(seconds["numpy arrays, no augmentation"])
     lines = [
@@ -118,11 +118,7 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {median:.1f} | {runs} | {median / base:.2f} |")
     lines += ["", "| warp of one batch of 128 | ms |", "| --- | ---: |"]
     lines += [f"| {name} | {value:.1f} |" for name, value in warp_ms.items()]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "augment_probe.md"), "w") as handle:
-        handle.write(text)
-    print(text)
+    write_table(args.out, "augment_probe.md", lines)
     return 0
 
 

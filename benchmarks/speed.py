@@ -133,6 +133,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def write_table(folder: str, name: str, lines: list[str]) -> str:
+    """Writes a results page (lines of Markdown) to folder/name, prints it and returns it."""
+    text = "\n".join(lines) + "\n"
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w") as handle:
+        handle.write(text)
+    print(text)
+    return text
+
+
 def installed_backends() -> list[str]:
     import importlib.util
 

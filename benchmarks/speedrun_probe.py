@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         print(f"{label}: {seconds:.1f} s, {accuracy:.2f}%", flush=True)
 
     sys.path.insert(0, HERE)
-    from speed import cpu_model
+    from speed import cpu_model, write_table
 
     lines = [
         "# Speedrun settings probe (one epoch, seed 1)",
@@ -96,11 +96,7 @@ def main(argv=None) -> int:
         "| --- | ---: | ---: |",
         *[f"| {label} | {seconds:.1f} | {accuracy:.2f} |" for label, seconds, accuracy in rows],
     ]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "speedrun_probe.md"), "w") as handle:
-        handle.write(text)
-    print(text)
+    write_table(args.out, "speedrun_probe.md", lines)
     return 0
 
 
