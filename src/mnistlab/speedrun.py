@@ -76,8 +76,9 @@ def speedrun():
 def stopwatch(x_test, y_test, every: int):
     """A Keras callback: training seconds, and test accuracy every ``every`` steps.
 
-    The clock runs from the start of each epoch to its last step, and stops while the test set
-    is measured; the end-of-epoch validation and checkpoint fall outside it. With
+    The clock runs from the start of each epoch to its last step (each report adds the time
+    since the previous one, or since the epoch began), and stops while the test set is
+    measured; the end-of-epoch validation and checkpoint fall outside it. With
     steps_per_execution k, Keras reports every k steps, so a measure falls on the first report
     at or after each multiple of ``every``.
 
@@ -95,9 +96,6 @@ def stopwatch(x_test, y_test, every: int):
         def on_train_begin(self, logs=None):
             self.seconds, self.curve, self.steps, self.epoch_start_step = 0.0, [], 0, 0
             self.next_measure = every
-
-        def _pause(self):  # from here until the next step, time is not training
-            self.running_since = None
 
         def _record(self):
             predicted = np.concatenate(
@@ -122,11 +120,7 @@ def stopwatch(x_test, y_test, every: int):
                 self.next_measure = (self.steps // every + 1) * every
             self.running_since = time.perf_counter()
 
-        def on_test_begin(self, logs=None):  # fit's end-of-epoch validation
-            self._pause()
-
         def on_train_end(self, logs=None):
-            self._pause()
             if not self.curve or self.curve[-1][2] != self.steps:
                 self._record()
 
