@@ -27,6 +27,13 @@ ERROR_TOLERANCE = 1.0  # percentage points of test error: 3 of the 300 test imag
 STARTUP_TIMEOUT = 300  # seconds to wait for the first epoch (TensorFlow loads in ~10 s alone)
 
 
+def reap(process):
+    """Kills a child process the test left running (after a failed assertion) and waits."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def digits_npz(tmp_path_factory):
     """3300 training images (3000 after 300 held out) and 300 test images, as mnist.npz."""
@@ -73,9 +80,7 @@ def killed_and_resumed(tmp_path_factory, digits_npz):
         training.send_signal(signal.SIGKILL)
         training.wait(timeout=30)
     finally:
-        if training.poll() is None:
-            training.kill()
-            training.wait()
+        reap(training)
     record["kill_status"] = training.returncode
     record["files_after_kill"] = sorted(os.listdir(folder))
     record["history_after_kill"] = runs.read_history(folder)
@@ -182,9 +187,7 @@ def kill_a_writer(path):
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=30)
     finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
+        reap(writer)
 
 
 def test_a_kill_during_an_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path):
