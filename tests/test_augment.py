@@ -1,5 +1,7 @@
 """Augmentation: what it must preserve (labels, ink in the frame, determinism) and change."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from mnistlab.augment import (
     augmented_batches,
     graph_warp,
     random_warp,
+    tensorflow_available,
     training_inputs,
 )
 from mnistlab.config import TrainConfig
@@ -119,7 +122,16 @@ def first_batches(cfg, x, y, count, initial_epoch=0):
     return [next(batches) for _ in range(count)]
 
 
-def test_same_seed_same_batches_other_seed_other_batches():
+@pytest.fixture(params=["tf.data", "numpy"])
+def pipeline(request, monkeypatch):
+    """Runs a test through the tf.data pipeline, then with TensorFlow hidden (numpy fallback)."""
+    if request.param == "numpy":
+        monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` now fails
+    assert tensorflow_available() == (request.param == "tf.data")
+    return request.param
+
+
+def test_same_seed_same_batches_other_seed_other_batches(pipeline):
     x = disk_images(100)
     y = np.eye(10, dtype=np.float32)[np.arange(100) % 10]
     one = first_batches(config(seed=3), x, y, 5)
@@ -131,7 +143,7 @@ def test_same_seed_same_batches_other_seed_other_batches():
     assert not np.array_equal(one[0][0], other[0][0])
 
 
-def test_labels_travel_with_their_images():
+def test_labels_travel_with_their_images(pipeline):
     count = 90
     rows, columns = np.mgrid[0:28, 0:28]
     square = ((np.abs(rows - 13.5) < 6) & (np.abs(columns - 13.5) < 6)).astype(np.float32)
@@ -147,7 +159,7 @@ def test_labels_travel_with_their_images():
     assert sorted(seen) == list(range(count))  # every image once per epoch
 
 
-def test_a_resumed_run_sees_the_batches_an_uninterrupted_run_would():
+def test_a_resumed_run_sees_the_batches_an_uninterrupted_run_would(pipeline):
     x = disk_images(64)
     y = np.eye(10, dtype=np.float32)[np.arange(64) % 10]
     uninterrupted = first_batches(config(), x, y, 4)  # 2 batches per epoch: epochs 0 and 1
@@ -170,6 +182,20 @@ def test_training_inputs_contract():
             source = source.as_numpy_iterator()
         images, labels = next(source)
         assert images.shape == (32, 28, 28, 1) and labels.shape == (32, 10)
+
+
+def test_without_tensorflow_affine_falls_back_to_numpy_warps(monkeypatch):
+    x = disk_images(70)
+    y = np.eye(10, dtype=np.float32)[np.arange(70) % 10]
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    augmented = training_inputs(config(seed=0), x, y)
+    source = augmented["args"][0]
+    assert augmented["steps_per_epoch"] == 3 and type(source).__name__ == "generator"
+    images, labels = next(source)
+    order = np.random.default_rng([0, 0]).permutation(70)[:32]  # epoch 0's order, seed 0
+    expected = random_warp(x[order], np.random.default_rng([0, 0, 0]))  # its first batch
+    np.testing.assert_allclose(images, expected, atol=1e-6)
+    np.testing.assert_array_equal(labels, y[order])
 
 
 def test_training_with_augmentation_end_to_end(tiny_data, tmp_path):

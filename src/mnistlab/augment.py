@@ -7,7 +7,8 @@ random displacement field ("elastic", Simard et al. 2003).
 projective transform per batch, in parallel and prefetched), with no Python per batch; any
 Keras backend trains from it. "elastic" needs a displacement field per pixel, which that op
 cannot take, so it runs as a numpy generator: one vectorised bilinear resampling of the whole
-batch. The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time,
+batch. Where TensorFlow is not installed (a JAX or PyTorch GPU machine set up without it),
+"affine" runs through the same numpy generator: the same distribution of warps, other draws. The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time,
 and the pipeline needs no Python per batch; what that does to a whole epoch is measured by
 benchmarks/augment_probe.py (benchmarks/results/augment_probe.md), on a shared CPU whose
 speed varied by half between rounds.
@@ -217,10 +218,20 @@ def affine_dataset(config, x, y, initial_epoch: int = 0):
     return epochs.flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
 
+def tensorflow_available() -> bool:
+    """Whether the tf.data pipeline can run (TensorFlow importable)."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def augmented_batches(config, x, y, initial_epoch: int = 0):
     """Endless iterator of numpy (images, labels) batches, reshuffled and re-warped every epoch.
 
-    "affine" iterates ``affine_dataset``; "elastic" draws numpy warps (``random_warp``).
+    "affine" iterates ``affine_dataset`` (numpy warps where TensorFlow is missing); "elastic"
+    draws numpy warps (``random_warp``).
 
     Args:
         config: TrainConfig (uses seed, batch_size, augment).
@@ -230,7 +241,7 @@ def augmented_batches(config, x, y, initial_epoch: int = 0):
     Yields:
         (images, labels) of batch_size rows (the last batch of an epoch may be shorter).
     """
-    if config.augment == "affine":
+    if config.augment == "affine" and tensorflow_available():
         yield from affine_dataset(config, x, y, initial_epoch).as_numpy_iterator()
     steps = int(np.ceil(len(x) / config.batch_size))
     epoch = initial_epoch
@@ -260,7 +271,7 @@ def training_inputs(config, x, y, initial_epoch: int = 0) -> dict:
     if config.augment in ("affine", "elastic"):
         source = (
             affine_dataset(config, x, y, initial_epoch)
-            if config.augment == "affine"
+            if config.augment == "affine" and tensorflow_available()
             else augmented_batches(config, x, y, initial_epoch)
         )
         return {
