@@ -12,7 +12,8 @@ after every seed, so a partial benchmark still leaves its numbers.
 
 Usage (heavy: ~15 CPU minutes per seed on a 2-core CPU):
     flock /tmp/mnistlab-heavy.lock python benchmarks/best.py --seeds 3
-Writes benchmarks/results/best.json and best.md.
+Writes benchmarks/results/best.json and best.md (NAME.json and NAME.md with --name NAME, to keep
+another setting's results beside the recipe's, e.g. --epochs 24 --name best-e24).
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ def summary(rows: list[dict], planned: int, config: dict) -> dict:
     }
 
 
-def write_results(result: dict) -> None:
+def write_results(result: dict, name: str = "best") -> None:
     os.makedirs(RESULTS, exist_ok=True)
-    runs.write_json(os.path.join(RESULTS, "best.json"), result)
+    runs.write_json(os.path.join(RESULTS, f"{name}.json"), result)
     lines = [
         "# `best`: single-network test error",
         "",
@@ -120,7 +121,7 @@ def write_results(result: dict) -> None:
                 f"{row['train_minutes']:.1f} | {row['cpu_minutes'] or '-'} |"
             )
     lines += ["", "Recipe:", "", "```json", json.dumps(result["recipe"], indent=2), "```", ""]
-    with runs.atomic_path(os.path.join(RESULTS, "best.md")) as temporary:
+    with runs.atomic_path(os.path.join(RESULTS, f"{name}.md")) as temporary:
         with open(temporary, "w") as handle:
             handle.write("\n".join(lines))
 
@@ -132,6 +133,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
+    parser.add_argument(
+        "--name", default="best", help="results file names in benchmarks/results (default best)"
+    )
     args = parser.parse_args(argv)
 
     from mnistlab.ensemble import member_trials
@@ -157,14 +161,14 @@ def main(argv=None) -> int:
             return
         rows.append(seed_row(result, None if result["skipped"] else cpu))
         config = runs.read_json(os.path.join(result["out"], runs.CONFIG_FILE))
-        write_results(summary(rows, args.seeds, config))
+        write_results(summary(rows, args.seeds, config), args.name)
         print(f"seed {rows[-1]['seed']}: test error {rows[-1]['test_error']:.2f}%", flush=True)
 
     run_trials(trials, on_result=on_result)
     if not rows:
         print("No seed finished.", file=sys.stderr)
         return 1
-    print(open(os.path.join(RESULTS, "best.md")).read())
+    print(open(os.path.join(RESULTS, f"{args.name}.md")).read())
     return 0
 
 
