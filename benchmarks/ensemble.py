@@ -9,7 +9,8 @@ Usage (after benchmarks/best.py; heavy only if members are missing, ~15 CPU min 
     flock /tmp/mnistlab-heavy.lock python benchmarks/ensemble.py --members 3
 Larger ensembles, e.g. 15 members on Ray:
     mnistlab ensemble best --members 15 --out runs/best-x15 --executor ray
-Writes benchmarks/results/ensemble.json and ensemble.md.
+Writes benchmarks/results/ensemble.json and ensemble.md (NAME.json and NAME.md with --name NAME,
+e.g. --members 5 --name ensemble-x5, to keep another size's results beside these).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ RESULTS = os.path.join(HERE, "results")
 DEFAULT_OUT = os.path.join(REPO, "runs", "bench-best")  # benchmarks/best.py's folder
 
 
-def write_results(result: dict) -> None:
+def write_results(result: dict, name: str = "ensemble") -> None:
     os.makedirs(RESULTS, exist_ok=True)
-    runs.write_json(os.path.join(RESULTS, "ensemble.json"), result)
+    runs.write_json(os.path.join(RESULTS, f"{name}.json"), result)
     errors = ", ".join(f"{error:.2f}%" for error in result["member_test_errors"])
     lines = [
         f"# Ensemble of {result['members']} `{MODEL}` networks",
@@ -53,7 +54,7 @@ def write_results(result: dict) -> None:
         f"Evaluate it again with `mnistlab evaluate {result['folder']}`.",
         "",
     ]
-    with runs.atomic_path(os.path.join(RESULTS, "ensemble.md")) as temporary:
+    with runs.atomic_path(os.path.join(RESULTS, f"{name}.md")) as temporary:
         with open(temporary, "w") as handle:
             handle.write("\n".join(lines))
 
@@ -65,6 +66,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
+    parser.add_argument(
+        "--name", default="ensemble", help="results file names in benchmarks/results"
+    )
     args = parser.parse_args(argv)
 
     from mnistlab.ensemble import ensemble
@@ -95,8 +99,8 @@ def main(argv=None) -> int:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_results(result)
-    print(open(os.path.join(RESULTS, "ensemble.md")).read())
+    write_results(result, args.name)
+    print(open(os.path.join(RESULTS, f"{args.name}.md")).read())
     return 0
 
 
