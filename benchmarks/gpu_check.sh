@@ -5,7 +5,7 @@
 # then a Markdown summary (benchmarks/gpu_summary.py).
 #
 # Usage (from anywhere):  bash benchmarks/gpu_check.sh [--with-best]
-#   --with-best   also train the `best` recipe once (seed 7, its 6 epochs): minutes, not seconds
+#   --with-best   also train the `best` recipe once (seed 7, its registered epochs): minutes, not seconds
 #
 # Environment:
 #   MNISTLAB_DATA   MNIST folder (default: ../shared/data/mnist beside the repo, else download)
@@ -110,7 +110,7 @@ for target in 99.0 99.5; do
 done
 
 if [ "$WITH_BEST" = 1 ]; then
-    echo "== best, its recipe (6 epochs, 5,000 held out for validation), seed 7, on $FIRST"
+    echo "== best, its registered recipe (5,000 images held out for validation), seed 7, on $FIRST"
     "$PYTHON" -m mnistlab train best --seed 7 --verbose 2 --backend "$FIRST" --out "$RESULTS/best-$FIRST" \
         "${SMALL[@]}" ${SMALL:+--val-size 200}
     "$PYTHON" -m mnistlab evaluate "$RESULTS/best-$FIRST" --backend "$FIRST"
