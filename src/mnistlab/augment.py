@@ -8,8 +8,9 @@ projective transform per batch, in parallel and prefetched), with no Python per 
 Keras backend trains from it. "elastic" needs a displacement field per pixel, which that op
 cannot take, so it runs as a numpy generator: one vectorised bilinear resampling of the whole
 batch. Where TensorFlow is not installed (a JAX or PyTorch GPU machine set up without it),
-"affine" runs through the same numpy generator: the same distribution of warps, other draws. The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time,
-and the pipeline needs no Python per batch; what that does to a whole epoch is measured by
+"affine" runs through the same numpy generator: the same distribution of warps, other draws.
+The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time, and the
+pipeline needs no Python per batch; what that does to a whole epoch is measured by
 benchmarks/augment_probe.py (benchmarks/results/augment_probe.md), on a shared CPU whose
 speed varied by half between rounds.
 
