@@ -14,6 +14,8 @@ Usage (heavy: ~15 CPU minutes per seed on a 2-core CPU):
     flock /tmp/mnistlab-heavy.lock python benchmarks/best.py --seeds 3
 Writes benchmarks/results/best.json and best.md (NAME.json and NAME.md with --name NAME, to keep
 another setting's results beside the recipe's, e.g. --epochs 24 --name best-e24).
+--val-size N holds out N images per seed instead of 5,000 (more to train on; still never the
+test set).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def summary(rows: list[dict], planned: int, config: dict) -> dict:
 
 def write_results(result: dict, name: str = "best") -> None:
     os.makedirs(RESULTS, exist_ok=True)
+    val_size = result["recipe"]["val_size"]
     runs.write_json(os.path.join(RESULTS, f"{name}.json"), result)
     lines = [
         "# `best`: single-network test error",
@@ -94,8 +97,9 @@ def write_results(result: dict, name: str = "best") -> None:
         f"Seeds finished: {result['seeds_done']} of {result['seeds_planned']}  ",
         f"Written: {result['written']}",
         "",
-        "Protocol: each seed trains the registry recipe for a fixed number of epochs on 55,000",
-        "training images, holding out its own 5,000-image validation fold; the test set is",
+        "Protocol: each seed trains the registry recipe for a fixed number of epochs on "
+        f"{(result['recipe']['train_size'] or 60_000) - val_size:,}",
+        f"training images, holding out its own {val_size:,}-image validation fold; the test set is",
         "used once, after training, for the numbers below.",
         "",
     ]
@@ -131,6 +135,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="networks to train (default 3)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the seeds' run folders")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument(
+        "--val-size",
+        type=int,
+        help="images each seed holds out for validation (default: the recipe's 5,000)",
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -146,6 +155,7 @@ def main(argv=None) -> int:
         args.seeds,
         args.out,
         epochs=args.epochs,
+        val_size=args.val_size,
         train_size=args.train_size,
         data=args.data,
     )
