@@ -54,10 +54,6 @@ def mnistlab_worker(args) -> dict:
     import mnistlab
     from mnistlab import flops, runs
 
-    if args.nondeterministic:  # exploration only: seed, but leave TF's op determinism off
-        import keras
-
-        sys.modules["mnistlab.train"].seed_everything = keras.utils.set_random_seed
     (x_train, y_train), (x_test, y_test) = mnistlab.load_mnist()
     data = (
         (x_train[: args.train_images], y_train[: args.train_images]),
@@ -278,7 +274,6 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--set", action="append", help=argparse.SUPPRESS)
-    parser.add_argument("--nondeterministic", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.worker:

@@ -24,6 +24,7 @@ def test_file_then_overrides(tmp_path):
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"schedule": "cyclic"}, "schedule must be one of"),
         ({"label_smoothing": 1.5}, "label_smoothing"),
+        ({"deterministic": "maybe"}, "deterministic must be true or false"),
     ],
 )
 def test_bad_values_are_refused(values, message):

@@ -75,6 +75,25 @@ def test_same_seed_same_weights(tmp_path, tiny_data):
         np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.parametrize("setting", ["false", "true", "false"])  # and back: the switch is global
+def test_deterministic_setting_turns_tensorflow_op_determinism_on_and_off(
+    tmp_path, tiny_data, setting
+):
+    from tensorflow.python.framework import config as tf_config
+
+    mnistlab.train(
+        "mlp",
+        data=tiny_data,
+        out=str(tmp_path / "run"),
+        epochs=1,
+        train_size=200,
+        val_size=100,
+        deterministic=setting,
+        verbose=0,
+    )
+    assert tf_config.is_op_determinism_enabled() == (setting == "true")
+
+
 def test_resume_continues_after_the_last_finished_epoch(tmp_path, tiny_data, capsys):
     folder = str(tmp_path / "run")
     mnistlab.train("mlp", data=tiny_data, out=folder, epochs=1, val_size=100, verbose=0)

@@ -72,15 +72,23 @@ def resolve_config(model: str | None, config_file=None, resume: str | None = Non
     return TrainConfig.from_dict(values)
 
 
-def seed_everything(seed: int) -> None:
-    """Same seed, same machine, same backend: same weights."""
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seeds every generator; with ``deterministic``, same seed, machine and backend: same weights.
+
+    On TensorFlow, ``deterministic`` turns op determinism on, and off again when false (the
+    setting is global to the process, so a run must not inherit an earlier run's).
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
+        from tensorflow.python.framework import config as tf_config
 
-        tf.config.experimental.enable_op_determinism()
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        else:  # no public switch back; this is the one enable_op_determinism's tests use
+            tf_config.disable_op_determinism()
 
 
 def prepare_data(config: TrainConfig, data=None):
@@ -285,7 +293,7 @@ def _train_locked(
     from mnistlab.evaluate import measure
     from mnistlab.models import NUM_CLASSES, create_model, to_input
 
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic == "true")
     split = plan.shard(prepare_data(config, data))  # this process's share of the images
     done = runs.finished_epochs(folder) if resumed else 0
     steps_per_epoch = int(np.ceil(len(split["x_train"]) / plan.local_batch_size(config.batch_size)))
@@ -368,6 +376,7 @@ def add_config_arguments(parser) -> None:
         "early_stopping": "patience in epochs on val accuracy (0 = off)",
         "jit_compile": "auto, true or false",
         "steps_per_execution": "train steps per compiled call (0 = measured default)",
+        "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
     }
     for key, help_text in helps.items():
