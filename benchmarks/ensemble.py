@@ -64,6 +64,9 @@ def main(argv=None) -> int:
     parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="ensemble folder (best.py's folder)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument(
+        "--val-size", type=int, help="images each member holds out (default: the recipe's)"
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -79,6 +82,7 @@ def main(argv=None) -> int:
         out=args.out,
         data=args.data,
         epochs=args.epochs,
+        val_size=args.val_size,
         train_size=args.train_size,
     )
     recipe = runs.read_json(os.path.join(args.out, "ensemble.json"))
