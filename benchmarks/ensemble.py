@@ -5,7 +5,7 @@ already trained there are read back, not retrained; missing ones are trained (or
 first through executors.run_trials. The ensemble is saved as one model (OUT/model.keras) that
 ``mnistlab evaluate OUT`` accepts, and its test error is read once.
 
-Usage (after benchmarks/best.py; heavy only if members are missing, ~15 CPU min each):
+Usage (after benchmarks/best.py; heavy only if members are missing, ~43 CPU min each):
     flock /tmp/mnistlab-heavy.lock python benchmarks/ensemble.py --members 3
 Larger ensembles, e.g. 15 members on Ray:
     mnistlab ensemble best --members 15 --out runs/best-x15 --executor ray
