@@ -1,8 +1,8 @@
 """The `best` network's MNIST test error over several seeds, measured honestly.
 
 Each seed is one run of ``mnistlab train best`` (its registry recipe) that holds out its own
-1,000-image validation fold (the recipe's val_size) of the 60,000 training images (seed i: fold i) and never looks
-at the test set while training; the epoch count is fixed in advance, so nothing is chosen on
+1,000-image validation fold (the recipe's val_size) of the 60,000 training images (seed i:
+fold i) and never looks at the test set while training; the epoch count is fixed in advance, so nothing is chosen on
 the test set. The test error of each finished network is read once, at the end.
 
 The run folders double as ensemble members (benchmarks/ensemble.py re-uses them): they are
