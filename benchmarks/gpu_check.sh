@@ -110,7 +110,7 @@ for target in 99.0 99.5; do
 done
 
 if [ "$WITH_BEST" = 1 ]; then
-    echo "== best, its registered recipe (5,000 images held out for validation), seed 7, on $FIRST"
+    echo "== best, its registered recipe (1,000 images held out for validation), seed 7, on $FIRST"
     "$PYTHON" -m mnistlab train best --seed 7 --verbose 2 --backend "$FIRST" --out "$RESULTS/best-$FIRST" \
         "${SMALL[@]}" ${SMALL:+--val-size 200}
     "$PYTHON" -m mnistlab evaluate "$RESULTS/best-$FIRST" --backend "$FIRST"

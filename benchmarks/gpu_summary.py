@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     )
     if runs:
         lines += [
-            "Per epoch (cnn: tutorial settings, validation = test set; best: 5,000 held-out"
+            "Per epoch (cnn: tutorial settings, validation = test set; best: its recipe's held-out"
             " images as validation, test error once at the end):",
             "",
             "| run | epoch | seconds | validation error % | test error % |",
