@@ -140,6 +140,9 @@ def main(argv=None) -> int:
         type=int,
         help="images each seed holds out for validation (default: the recipe's, 1,000)",
     )
+    parser.add_argument(
+        "--ema", type=float, help="override the recipe's weight-average decay (0 = off)"
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -156,6 +159,7 @@ def main(argv=None) -> int:
         args.out,
         epochs=args.epochs,
         val_size=args.val_size,
+        ema=args.ema,
         train_size=args.train_size,
         data=args.data,
     )

@@ -67,6 +67,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--val-size", type=int, help="images each member holds out (default: the recipe's)"
     )
+    parser.add_argument(
+        "--ema", type=float, help="override the recipe's weight-average decay (0 = off)"
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -83,6 +86,7 @@ def main(argv=None) -> int:
         data=args.data,
         epochs=args.epochs,
         val_size=args.val_size,
+        ema=args.ema,
         train_size=args.train_size,
     )
     recipe = runs.read_json(os.path.join(args.out, "ensemble.json"))
