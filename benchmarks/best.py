@@ -44,12 +44,17 @@ def seed_row(result: dict, cpu_seconds: float | None) -> dict:
     folder = result["out"]
     config = runs.read_json(os.path.join(folder, runs.CONFIG_FILE))
     history = runs.read_history(folder)
-    final = history[-1]
+    metrics = runs.read_json(os.path.join(folder, runs.METRICS_FILE))
+    # the saved model's validation error (with --ema, the averaged weights'); runs from before
+    # train() recorded it have only history.csv's last epoch, the same model without ema
+    val_error = metrics.get("val_error")
+    if val_error is None:
+        val_error = 100.0 * (1.0 - float(history[-1]["val_accuracy"]))
     return {
         "seed": config["seed"],
         "val_fold": config.get("val_fold", 0),
         "epochs": len(history),
-        "final_val_error": round(100.0 * (1.0 - float(final["val_accuracy"])), 3),
+        "final_val_error": round(val_error, 3),
         "test_error": result["test_error"],
         "train_minutes": round(sum(float(row["seconds"]) for row in history) / 60.0, 2),
         "cpu_minutes": None if cpu_seconds is None else round(cpu_seconds / 60.0, 2),

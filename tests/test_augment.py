@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 
+from mnistlab import runs
 from mnistlab.augment import (
     SHIFT,
     ZOOM,
@@ -237,6 +238,14 @@ def test_ema_run_saves_the_averaged_weights_not_the_last_ones(tiny_data, tmp_pat
     for average, saved in zip(averages, final, strict=True):
         np.testing.assert_allclose(saved, average, atol=1e-7)  # model.keras holds the average
     assert any(not np.allclose(s, r) for s, r in zip(final, raw, strict=True))  # which differs
+    # metrics.json's val_error is the saved (averaged) model's, counted here by hand on the
+    # 200 held-out images (the last 200 training images), not history.csv's raw-weight figure
+    (x_train, y_train), _ = tiny_data
+    model = keras.saving.load_model(f"{folder}/model.keras")
+    guesses = model.predict(x_train[-200:, :, :, None] / 255.0, verbose=0).argmax(axis=1)
+    wrong = int((guesses != y_train[-200:]).sum())
+    metrics = runs.read_json(f"{folder}/{runs.METRICS_FILE}")
+    assert metrics["val_error"] == pytest.approx(100.0 * wrong / 200)
 
 
 def test_endless_input_gets_a_steps_per_execution_that_divides_the_epoch():

@@ -98,6 +98,9 @@ def test_an_unfinished_trial_resumes_from_its_last_epoch(interrupted_and_locked)
     assert result["best_epoch"] == best + 1
     metrics = runs.read_json(os.path.join(folder, runs.METRICS_FILE))
     assert result["test_error"] == metrics["error"] and result["epochs_run"] == 2
+    # no weight average: the saved model's validation error is Keras's for the last epoch
+    last = 100 * (1 - float(history[-1]["val_accuracy"]))
+    assert metrics["val_error"] == pytest.approx(last, abs=1e-3)
     assert "Resuming" in open(os.path.join(folder, "train.log")).read()
 
 

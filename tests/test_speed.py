@@ -113,6 +113,7 @@ def test_stopwatch_does_not_count_checkpoints_or_measures(tmp_path, tiny_data):
     import keras
 
     import mnistlab
+    from mnistlab import runs
     from mnistlab.speedrun import stopwatch
 
     (_, _), (x_test, y_test) = tiny_data
@@ -134,6 +135,8 @@ def test_stopwatch_does_not_count_checkpoints_or_measures(tmp_path, tiny_data):
     assert steps == [5, 10, 15, 20, 24]  # 12 steps per epoch: every 5th step, and the last
     times = [point[0] for point in clock.curve]
     assert times == sorted(times) and times[-1] == pytest.approx(clock.seconds)
+    # validated on the test set (val_size=0): no held-out validation error to record
+    assert runs.read_json(str(tmp_path / "run" / runs.METRICS_FILE))["val_error"] is None
 
 
 def test_speedrun_command_refuses_bad_seeds():
