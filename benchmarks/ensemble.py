@@ -9,6 +9,8 @@ Usage (after benchmarks/best.py; heavy only if members are missing, ~43 CPU min 
     flock /tmp/mnistlab-heavy.lock python benchmarks/ensemble.py --members 3
 Larger ensembles, e.g. 15 members on Ray:
     mnistlab ensemble best --members 15 --out runs/best-x15 --executor ray
+Networks trained apart (other recipes, other best.py folders) are averaged as they are with
+    python benchmarks/ensemble.py --runs RUN [RUN ...] --out FOLDER --name NAME
 Writes benchmarks/results/ensemble.json and ensemble.md (NAME.json and NAME.md with --name NAME,
 e.g. --members 5 --name ensemble-x5, to keep another size's results beside these).
 """
@@ -37,7 +39,7 @@ def write_results(result: dict, name: str = "ensemble") -> None:
     runs.write_json(os.path.join(RESULTS, f"{name}.json"), result)
     errors = ", ".join(f"{error:.2f}%" for error in result["member_test_errors"])
     lines = [
-        f"# Ensemble of {result['members']} `{MODEL}` networks",
+        f"# Ensemble of {result['members']} `{result['model']}` networks",
         "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']}  ",
@@ -50,6 +52,11 @@ def write_results(result: dict, name: str = "ensemble") -> None:
         f"Members alone: {errors} (mean {result['member_error_mean']:.2f}%). Seeds "
         f"{result['seeds']}, validation folds {result['val_folds']}.",
         "",
+        *(
+            line
+            for key, values in result["member_differences"].items()
+            for line in (f"Members differ in {key}: {values}.", "")
+        ),
         "One ensemble, one test-set reading: its spread over ensembles is not measured here.",
         f"Evaluate it again with `mnistlab evaluate {result['folder']}`.",
         "",
@@ -71,27 +78,36 @@ def main(argv=None) -> int:
         "--ema", type=float, help="override the recipe's weight-average decay (0 = off)"
     )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="RUN",
+        help="average these finished run folders instead (no training; --out is written)",
+    )
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
         "--name", default="ensemble", help="results file names in benchmarks/results"
     )
     args = parser.parse_args(argv)
 
-    from mnistlab.ensemble import ensemble
+    from mnistlab.ensemble import build_ensemble, ensemble
 
-    metrics = ensemble(
-        MODEL,
-        args.members,
-        out=args.out,
-        data=args.data,
-        epochs=args.epochs,
-        val_size=args.val_size,
-        ema=args.ema,
-        train_size=args.train_size,
-    )
+    if args.runs:
+        metrics = build_ensemble(args.runs, args.out, data=args.data)
+    else:
+        metrics = ensemble(
+            MODEL,
+            args.members,
+            out=args.out,
+            data=args.data,
+            epochs=args.epochs,
+            val_size=args.val_size,
+            ema=args.ema,
+            train_size=args.train_size,
+        )
     recipe = runs.read_json(os.path.join(args.out, "ensemble.json"))
     result = {
-        "model": MODEL,
+        "model": recipe["model"],
         "members": metrics["members"],
         "error": metrics["error"],
         "errors_count": len(metrics["misclassified"]),
@@ -101,6 +117,7 @@ def main(argv=None) -> int:
         "member_val_errors": recipe["member_val_errors"],
         "seeds": recipe["seeds"],
         "val_folds": recipe["val_folds"],
+        "member_differences": recipe["member_differences"],
         "folder": os.path.relpath(args.out, REPO),
         "machine": runs.machine_description(),
         "command": "flock /tmp/mnistlab-heavy.lock python benchmarks/ensemble.py "

@@ -116,3 +116,47 @@ def test_cli_trains_members_then_reuses_them(tiny_npz, tmp_path):
 def test_cli_refuses_bad_member_counts(tmp_path):
     done = run_cli("ensemble", "cnn", "--members", "0", "--out", str(tmp_path / "e"))
     assert done.returncode == 2 and "at least 1 member" in done.stderr
+
+
+def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, tiny_npz, tmp_path):
+    import mnistlab
+    from mnistlab.evaluate import load_model, predict_probabilities
+
+    mlp = str(tmp_path / "mlp")
+    mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
+    out = str(tmp_path / "mixed")
+    done = run_cli("ensemble", "--runs", trained_run, mlp, "--out", out, "--data", tiny_npz)
+    assert done.returncode == 0, done.stderr
+    assert "Ensemble of 2" in done.stdout
+    _, (x_test, y_test) = tiny_data
+    # the mean of the two runs' probabilities, each run's model loaded and asked on its own
+    mean = (
+        predict_probabilities(load_model(trained_run), x_test)
+        + predict_probabilities(load_model(mlp), x_test)
+    ) / 2
+    np.testing.assert_allclose(predict_probabilities(load_model(out), x_test), mean, atol=1e-5)
+    metrics = runs.read_json(os.path.join(out, runs.METRICS_FILE))
+    assert metrics["error"] == pytest.approx(100 * np.mean(mean.argmax(axis=1) != y_test))
+    recipe = runs.read_json(os.path.join(out, "ensemble.json"))
+    assert recipe["model"] == "cnn+mlp"
+    assert recipe["member_differences"]["model"] == ["cnn", "mlp"]
+    assert recipe["member_config"]["val_size"] == 200  # shared settings stay together
+
+
+def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, capsys):
+    from mnistlab.cli import main
+
+    refusals = [
+        (["--runs", trained_run], "give --out"),
+        (["--runs", trained_run, "--epochs", "3", "--out", str(tmp_path / "e")], "--epochs"),
+        (["best", "--runs", trained_run, "--out", str(tmp_path / "e")], "no MODEL"),
+        (["--runs", trained_run, "--out", trained_run], "training run folder"),
+        (["--runs", str(tmp_path)], "give --out"),
+        ([], "Give a MODEL"),
+    ]
+    for args, message in refusals:
+        assert main(["ensemble", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(trained_run, "ensemble.json"))  # left untouched
+    assert main(["ensemble", "--runs", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert "not an mnistlab run folder" in capsys.readouterr().err

@@ -13,6 +13,9 @@ An ensemble folder holds:
 Member i trains with seed ``seed + i`` and holds out validation fold ``i`` (the i-th slice
 of val_size images from the end of the training set), so no member ever sees the test set
 while it trains, and the members' validation errors are measured on different images.
+
+Runs trained apart (other recipes, even other models) are averaged as they are with
+``build_ensemble(folders, out)``, or ``mnistlab ensemble --runs RUN [RUN ...] --out OUT``.
 """
 
 from __future__ import annotations
@@ -112,8 +115,33 @@ def average_models(models, name: str = "ensemble"):
     return keras.Model(inputs, averaged, name=name)
 
 
+def split_configs(configs: list[dict]) -> tuple[dict, dict]:
+    """The settings all members share, and per-member lists of the others.
+
+    Seeds and validation folds are left out (ensemble.json lists them on their own).
+
+    Example:
+        >>> split_configs([{"model": "best", "ema": 0.0, "seed": 1},
+        ...                {"model": "best", "ema": 0.999, "seed": 2}])
+        ({'model': 'best'}, {'ema': [0.0, 0.999]})
+    """
+    keys = sorted({key for config in configs for key in config} - {"seed", "val_fold"})
+    shared, differing = {}, {}
+    for key in keys:
+        values = [config.get(key) for config in configs]
+        if all(value == values[0] for value in values):
+            shared[key] = values[0]
+        else:
+            differing[key] = values
+    return shared, differing
+
+
 def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     """Averages finished member run folders into one model and measures it on the test set.
+
+    Any finished runs can be members: different seeds, recipes or registered models (all take
+    28x28 images to 10 probabilities). ensemble.json keeps the settings they share and lists
+    the ones that differ, member by member.
 
     Args:
         member_folders: complete run folders (each holds model.keras).
@@ -127,8 +155,14 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     from mnistlab.evaluate import load_model, measure
     from mnistlab.executors import summarize
 
+    if not member_folders:
+        raise ValueError("An ensemble needs at least 1 member run folder.")
     for folder in member_folders:
         runs.check_complete(folder)
+        if os.path.exists(os.path.join(folder, RECIPE_FILE)):
+            raise ValueError(f"'{folder}' is an ensemble; give its member run folders instead.")
+    if os.path.exists(os.path.join(out, runs.CONFIG_FILE)):  # would overwrite its model.keras
+        raise ValueError(f"'{out}' is a training run folder; write the ensemble to a new folder.")
     summaries = [summarize(folder) for folder in member_folders]
     model = average_models([load_model(folder) for folder in member_folders])
     if isinstance(data, (tuple, list)):
@@ -140,14 +174,16 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     os.makedirs(out, exist_ok=True)
     with runs.lock_run(out):
         configs = [runs.read_json(os.path.join(f, runs.CONFIG_FILE)) for f in member_folders]
+        shared, differing = split_configs(configs)
         recipe = {
-            "model": configs[0]["model"],
+            "model": "+".join(dict.fromkeys(config["model"] for config in configs)),
             "members": [os.path.relpath(f, out) for f in member_folders],
             "seeds": [config["seed"] for config in configs],
             "val_folds": [config.get("val_fold", 0) for config in configs],
             "member_val_errors": [summary["val_error"] for summary in summaries],
             "member_test_errors": [summary["test_error"] for summary in summaries],
-            "member_config": {k: v for k, v in configs[0].items() if k not in ("seed", "val_fold")},
+            "member_config": shared,
+            "member_differences": differing,
         }
         runs.write_json(os.path.join(out, RECIPE_FILE), recipe)
         meta = {"versions": runs.environment_versions(), "data_source": source}
@@ -205,8 +241,16 @@ def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "ensemble", help="train N members of a model and save their average as one model"
     )
-    parser.add_argument("model", help="registry name of the members (see 'mnistlab models')")
-    parser.add_argument("--members", type=int, default=3, help="number of members (default 3)")
+    parser.add_argument(
+        "model", nargs="?", help="registry name of the members (see 'mnistlab models')"
+    )
+    parser.add_argument("--members", type=int, help="number of members (default 3)")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="RUN",
+        help="instead of MODEL: average these finished run folders (no training); needs --out",
+    )
     parser.add_argument("--out", help="ensemble folder (default runs/MODEL-ensemble-N)")
     parser.add_argument(
         "--executor",
@@ -227,21 +271,35 @@ def _ensemble_command(args) -> int:
     from mnistlab.config import TrainConfig, fields_of
 
     overrides = {key: getattr(args, key) for key in fields_of(TrainConfig) if key != "model"}
-    if args.backend:
-        overrides["backend"] = args.backend
-    metrics = ensemble(
-        args.model,
-        args.members,
-        out=args.out,
-        executor=args.executor,
-        address=args.address,
-        data=args.data,
-        **overrides,
-    )
+    if args.runs:
+        given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        if args.members is not None:
+            given.insert(0, "--members")
+        if args.model or given or not args.out:
+            raise ValueError(
+                "--runs averages finished run folders as they are: give --out, and no MODEL "
+                "or training settings" + (f" (got {', '.join(given)})" if given else "") + "."
+            )
+        metrics = build_ensemble(args.runs, args.out, data=args.data)
+        out = args.out
+    elif not args.model:
+        raise ValueError("Give a MODEL to train members of (see 'mnistlab models'), or --runs.")
+    else:
+        if args.backend:
+            overrides["backend"] = args.backend
+        members = 3 if args.members is None else args.members
+        metrics = ensemble(
+            args.model,
+            members,
+            out=args.out,
+            executor=args.executor,
+            address=args.address,
+            data=args.data,
+            **overrides,
+        )
+        out = args.out or os.path.join("runs", f"{args.model}-ensemble-{members}")
     errors = ", ".join(f"{error:.2f}%" for error in metrics["member_test_errors"])
     print(f"Members' test errors: {errors}")
     print(f"Ensemble of {metrics['members']}: classification error {metrics['error']:.2f}%")
-    print(
-        f"Ensemble folder: {args.out or os.path.join('runs', f'{args.model}-ensemble-{args.members}')}"
-    )
+    print(f"Ensemble folder: {out}")
     return 0
