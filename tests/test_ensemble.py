@@ -1,7 +1,10 @@
 """Ensembles average exactly, survive a save/load round trip, and keep finished members."""
 
+import io
 import os
+import zipfile
 
+import h5py
 import numpy as np
 import pytest
 
@@ -93,6 +96,13 @@ def test_build_ensemble_writes_a_folder_evaluate_accepts(trained_run, tiny_data,
     assert len(load_model(out).layers) == 4  # input, two members, average
     recipe = runs.read_json(os.path.join(out, "ensemble.json"))
     assert recipe["model"] == "cnn" and len(recipe["members"]) == 2
+    # the saved ensemble holds the members' networks, not their optimizers' state
+    with zipfile.ZipFile(os.path.join(out, runs.MODEL_FILE)) as archive:
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")))
+        names = []
+        weights.visit(names.append)
+    assert any(name.endswith("/vars") for name in names)
+    assert not any("optimizer" in name for name in names)
 
 
 def test_cli_trains_members_then_reuses_them(tiny_npz, tmp_path):

@@ -164,7 +164,9 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     if os.path.exists(os.path.join(out, runs.CONFIG_FILE)):  # would overwrite its model.keras
         raise ValueError(f"'{out}' is a training run folder; write the ensemble to a new folder.")
     summaries = [summarize(folder) for folder in member_folders]
-    model = average_models([load_model(folder) for folder in member_folders])
+    # members without their optimizers: the ensemble only predicts, and Adam's two moments
+    # per weight would triple the saved file
+    model = average_models([load_model(folder, compile=False) for folder in member_folders])
     if isinstance(data, (tuple, list)):
         _, (x_test, y_test) = data
         source = "arrays given by the caller"

@@ -42,11 +42,13 @@ def resolve_model_path(spec: str | None) -> str:
     raise FileNotFoundError(f"No run folder or model file '{spec}'.")
 
 
-def load_model(spec: str | None = None):
+def load_model(spec: str | None = None, compile: bool = True):
     """Loads a trained model.
 
     Args:
         spec: a run folder, a .keras file, or None for the model shipped with mnistlab.
+        compile: False loads the network alone, without its optimizer's state (for models
+            only asked for predictions, e.g. ensemble members).
 
     Returns:
         keras.Model mapping (N, 28, 28, 1) float32 in [0, 1] to (N, 10) probabilities.
@@ -60,7 +62,7 @@ def load_model(spec: str | None = None):
     import mnistlab.schedules  # noqa: F401  (registers custom objects saved with optimizers)
 
     try:
-        return keras().saving.load_model(path)
+        return keras().saving.load_model(path, compile=compile)
     except (OSError, ValueError) as error:
         raise ValueError(f"Cannot load model '{path}': {error}") from None
 
