@@ -413,7 +413,9 @@ def main(argv=None) -> int:
         "machine": runs.machine_description() + f", {platform.system()}",
         "load": f"{load:.1f}",
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python benchmarks/inference.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(
+            ["python benchmarks/inference.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "versions": {
             "onnxruntime": onnxruntime.__version__,
             "keras": keras.__version__,

@@ -355,3 +355,7 @@ def test_benchmark_quick_mode(trained_run, tmp_path):
     figures = json.loads(out.with_suffix(".json").read_text())
     assert figures["server"]["errors"] == 0 and figures["server"]["requests"] > 0
     assert figures["server"]["runtime"] == "onnx"
+    assert (
+        figures["command"]
+        == f"python benchmarks/inference.py --quick --model {trained_run} --out {out}"
+    )
