@@ -345,9 +345,9 @@ def _train_locked(
     train_seconds = time.perf_counter() - started
     with plan.paused():  # the whole test set on one device: any size, no split batches
         metrics = measure(model, split["x_test"], split["y_test"])
-        # The saved model's own validation error: with a weight average (ema) or a fixed epoch
-        # count it differs from history.csv's per-epoch figures, and it is what a choice
-        # between finished runs (the shipped seed, a sweep's winner) should rest on.
+        # The saved model's own validation error: with a weight average (ema) it differs from
+        # history.csv's per-epoch figures (raw weights), and a choice between finished runs,
+        # such as the shipped seed, should rest on the model that was saved.
         metrics["val_error"] = (
             measure(model, split["x_val"], split["y_val"])["error"]
             if split["validation"] == "held-out"
