@@ -44,10 +44,9 @@ def seed_row(result: dict, cpu_seconds: float | None) -> dict:
     folder = result["out"]
     config = runs.read_json(os.path.join(folder, runs.CONFIG_FILE))
     history = runs.read_history(folder)
-    metrics = runs.read_json(os.path.join(folder, runs.METRICS_FILE))
     # the saved model's validation error (with --ema, the averaged weights'); runs from before
     # train() recorded it have only history.csv's last epoch, the same model without ema
-    val_error = metrics.get("val_error")
+    val_error = result["metrics"].get("val_error")
     if val_error is None:
         val_error = 100.0 * (1.0 - float(history[-1]["val_accuracy"]))
     return {
