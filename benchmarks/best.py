@@ -13,7 +13,8 @@ after every seed, so a partial benchmark still leaves its numbers.
 Usage (heavy: about 23 minutes, 43 CPU minutes, per seed on a 2-core CPU):
     flock /tmp/mnistlab-heavy.lock python benchmarks/best.py --seeds 3
 Writes benchmarks/results/best.json and best.md (NAME.json and NAME.md with --name NAME, to keep
-another setting's results beside the recipe's, e.g. --epochs 24 --name best-e24).
+another setting's results beside the recipe's, e.g. --epochs 24 --name best-e24, or
+--augment elastic --name best-elastic).
 --val-size N holds out N images per seed instead of the recipe's 1,000 (e.g. --epochs 18
 --val-size 5000 for the earlier recipe); the test set is never the validation set.
 """
@@ -147,6 +148,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--ema", type=float, help="override the recipe's weight-average decay (0 = off)"
     )
+    parser.add_argument(
+        "--augment",
+        choices=("none", "affine", "elastic"),
+        help="override the recipe's augmentation (elastic: affine plus a smooth random field)",
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -164,6 +170,7 @@ def main(argv=None) -> int:
         epochs=args.epochs,
         val_size=args.val_size,
         ema=args.ema,
+        augment=args.augment,
         train_size=args.train_size,
         data=args.data,
     )
