@@ -7,12 +7,16 @@ import pytest
 
 from mnistlab import runs
 from mnistlab.augment import (
+    ELASTIC_ALPHA,
+    ELASTIC_SIGMA,
     SHIFT,
     ZOOM,
     affine_warp,
     augmented_batches,
+    graph_field_warp,
     graph_warp,
     random_warp,
+    smooth_field,
     tensorflow_available,
     training_inputs,
 )
@@ -66,6 +70,43 @@ def test_graph_warp_is_the_numpy_warp():
     quarter = np.asarray(graph_warp(images, np.full(32, 90.0, np.float32), np.ones(32, np.float32),
                                     np.zeros((32, 2), np.float32)))  # fmt: skip
     np.testing.assert_allclose(quarter, np.rot90(images, 1, axes=(1, 2)), atol=1e-5)
+
+
+def test_graph_field_warp_is_the_numpy_warp_with_a_displacement_field():
+    """The elastic pipeline's TensorFlow resampling against the reference, field included."""
+    rng = np.random.default_rng(9)
+    images = disk_images(16, radius=6.0) * rng.random((16, 28, 28, 1)).astype(np.float32)
+    angles = rng.uniform(-30, 30, 16).astype(np.float32)
+    scales = rng.uniform(0.8, 1.2, 16).astype(np.float32)
+    shifts = rng.uniform(-4, 4, (16, 2)).astype(np.float32)
+    field = rng.uniform(-6, 6, (16, 2, 28, 28)).astype(np.float32)  # reaches outside the frame
+    expected = affine_warp(images, angles, scales, shifts, displacement=field)
+    got = np.asarray(graph_field_warp(images, angles, scales, shifts, field))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # a uniform field of (1, -2) is a shift of (-1, 2): the reference's integer shift
+    uniform = np.broadcast_to(np.array([1.0, -2.0], np.float32)[None, :, None, None], field.shape)
+    none = np.zeros(16, np.float32)
+    moved = graph_field_warp(images, none, none + 1, np.zeros((16, 2), np.float32), uniform)
+    np.testing.assert_allclose(np.asarray(moved), affine_warp(images, shifts=(-1, 2)), atol=1e-5)
+
+
+def test_smooth_field_is_a_separable_gaussian_blur():
+    noise = np.random.default_rng(10).uniform(-1, 1, (3, 2, 28, 28)).astype(np.float32)
+    offsets = np.arange(-27, 28)
+    kernel = np.exp(-0.5 * (offsets / ELASTIC_SIGMA) ** 2)
+    # the hand blur: a Gaussian renormalised over the pixels inside the frame
+    expected = np.zeros_like(noise)
+    for i in range(28):
+        for j in range(28):
+            rows = np.clip(i + offsets, 0, 27)[(i + offsets >= 0) & (i + offsets < 28)]
+            columns = np.clip(j + offsets, 0, 27)[(j + offsets >= 0) & (j + offsets < 28)]
+            row_weights = kernel[(i + offsets >= 0) & (i + offsets < 28)]
+            column_weights = kernel[(j + offsets >= 0) & (j + offsets < 28)]
+            weights = np.outer(row_weights, column_weights)
+            window = noise[:, :, rows][:, :, :, columns]
+            expected[:, :, i, j] = (window * weights).sum(axis=(2, 3)) / weights.sum()
+    got = np.asarray(smooth_field(noise, 28, 28))
+    np.testing.assert_allclose(got, ELASTIC_ALPHA * expected, atol=1e-4)
 
 
 def test_identity_leaves_images_unchanged():
@@ -132,19 +173,21 @@ def pipeline(request, monkeypatch):
     return request.param
 
 
-def test_same_seed_same_batches_other_seed_other_batches(pipeline):
+@pytest.mark.parametrize("augment", ["affine", "elastic"])
+def test_same_seed_same_batches_other_seed_other_batches(pipeline, augment):
     x = disk_images(100)
     y = np.eye(10, dtype=np.float32)[np.arange(100) % 10]
-    one = first_batches(config(seed=3), x, y, 5)
-    two = first_batches(config(seed=3), x, y, 5)
-    other = first_batches(config(seed=4), x, y, 5)
+    one = first_batches(config(seed=3, augment=augment), x, y, 5)
+    two = first_batches(config(seed=3, augment=augment), x, y, 5)
+    other = first_batches(config(seed=4, augment=augment), x, y, 5)
     for (xa, ya), (xb, yb) in zip(one, two, strict=True):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(one[0][0], other[0][0])
 
 
-def test_labels_travel_with_their_images(pipeline):
+@pytest.mark.parametrize("augment", ["affine", "elastic"])
+def test_labels_travel_with_their_images(pipeline, augment):
     count = 90
     rows, columns = np.mgrid[0:28, 0:28]
     square = ((np.abs(rows - 13.5) < 6) & (np.abs(columns - 13.5) < 6)).astype(np.float32)
@@ -153,18 +196,21 @@ def test_labels_travel_with_their_images(pipeline):
     labels = np.random.default_rng(7).integers(0, 10, count)
     y = np.eye(10, dtype=np.float32)[labels]
     seen = []
-    for images, batch_labels in first_batches(config(), x, y, 3):  # 3 batches = one epoch
-        identity = np.rint(images[:, 14, 14, 0] * count).astype(int) - 1  # the centre pixel
+    for images, batch_labels in first_batches(config(augment=augment), x, y, 3):  # one epoch
+        # the brightest pixel: inside the square wherever the warp (elastic too) moved it
+        identity = np.rint(images.max(axis=(1, 2, 3)) * count).astype(int) - 1
         np.testing.assert_array_equal(batch_labels, y[identity])  # labels are the originals
         seen.extend(identity)
     assert sorted(seen) == list(range(count))  # every image once per epoch
 
 
-def test_a_resumed_run_sees_the_batches_an_uninterrupted_run_would(pipeline):
+@pytest.mark.parametrize("augment", ["affine", "elastic"])
+def test_a_resumed_run_sees_the_batches_an_uninterrupted_run_would(pipeline, augment):
     x = disk_images(64)
     y = np.eye(10, dtype=np.float32)[np.arange(64) % 10]
-    uninterrupted = first_batches(config(), x, y, 4)  # 2 batches per epoch: epochs 0 and 1
-    resumed = first_batches(config(), x, y, 2, initial_epoch=1)
+    cfg = config(augment=augment)
+    uninterrupted = first_batches(cfg, x, y, 4)  # 2 batches per epoch: epochs 0 and 1
+    resumed = first_batches(cfg, x, y, 2, initial_epoch=1)
     np.testing.assert_array_equal(uninterrupted[2][0], resumed[0][0])
     np.testing.assert_array_equal(uninterrupted[3][1], resumed[1][1])
 
@@ -178,11 +224,23 @@ def test_training_inputs_contract():
         augmented = training_inputs(config(augment=name), x, y)
         assert augmented["steps_per_epoch"] == 3 and augmented["batch_size"] is None
         source = augmented["args"][0]
-        if name == "affine":  # a tf.data pipeline, not Python
-            assert type(source).__module__.startswith("tensorflow")
-            source = source.as_numpy_iterator()
+        assert type(source).__module__.startswith("tensorflow")  # a tf.data pipeline
+        source = source.as_numpy_iterator()
         images, labels = next(source)
         assert images.shape == (32, 28, 28, 1) and labels.shape == (32, 10)
+
+
+def test_elastic_batches_are_the_affine_batches_plus_a_local_distortion():
+    """Same seed: same images, same affine draws; the field moves ink locally, keeps it."""
+    x = disk_images(64, radius=7.0)
+    y = np.eye(10, dtype=np.float32)[np.arange(64) % 10]
+    (affine, labels), = first_batches(config(seed=5), x, y, 1)  # fmt: skip
+    (elastic, elastic_labels), = first_batches(config(seed=5, augment="elastic"), x, y, 1)  # fmt: skip
+    np.testing.assert_array_equal(labels, elastic_labels)
+    assert np.abs(elastic - affine).max() > 0.2
+    ink_ratio = elastic.sum(axis=(1, 2, 3)) / affine.sum(axis=(1, 2, 3))
+    assert 0.85 < ink_ratio.mean() < 1.15
+    assert elastic.min() >= 0 and elastic.max() <= 1 + 1e-6
 
 
 def test_without_tensorflow_affine_falls_back_to_numpy_warps(monkeypatch):
