@@ -2,8 +2,9 @@
 
 One process, the `speedrun` CNN (small, so input costs show), batch 128, one epoch each of:
 plain arrays; a Python generator of the same batches without any warp (the hand-off alone);
-the numpy warp in that generator (mnistlab's "elastic" path, with the affine warp only); the
-tf.data pipeline that "affine" uses. Then the warp alone per batch, numpy and TensorFlow.
+the numpy affine warp in that generator (mnistlab's path where TensorFlow is missing); the
+tf.data pipelines that "affine" and "elastic" use. Then the warp alone per batch, numpy and
+TensorFlow (as a compiled tf.function, the way tf.data runs it), affine and elastic.
 Order interleaved over REPEATS rounds; medians reported.
 
 Usage:
@@ -32,9 +33,16 @@ def main(argv=None) -> int:
 
     import keras
     import numpy as np
+    import tensorflow as tf
 
     import mnistlab.speedrun  # noqa: F401  (registers the network)
-    from mnistlab.augment import affine_dataset, graph_warp, random_warp
+    from mnistlab.augment import (
+        affine_dataset,
+        graph_field_warp,
+        graph_warp,
+        random_warp,
+        smooth_field,
+    )
     from mnistlab.config import TrainConfig
     from mnistlab.data import load_mnist
     from mnistlab.models import create_model, to_input
@@ -45,6 +53,7 @@ def main(argv=None) -> int:
     x = to_input(x_train[:count])
     y = keras.utils.to_categorical(y_train[:count], 10)
     config = TrainConfig(batch_size=128, augment="affine", seed=1)
+    elastic_config = TrainConfig(batch_size=128, augment="elastic", seed=1)
     steps = -(-count // config.batch_size)
 
     def generator(warp: bool):
@@ -67,6 +76,10 @@ def main(argv=None) -> int:
             (affine_dataset(config, x, y),),
             dict(steps_per_epoch=steps),
         ),
+        "tf.data pipeline + graph field warp (elastic)": lambda: (
+            (affine_dataset(elastic_config, x, y),),
+            dict(steps_per_epoch=steps),
+        ),
     }
     seconds = {name: [] for name in sources}
     for _ in range(repeats):
@@ -85,12 +98,18 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     angles, scales = rng.uniform(-10, 10, 128), rng.uniform(0.9, 1.1, 128)
     shifts = rng.uniform(-2.5, 2.5, (128, 2))
+    noise = rng.uniform(-1, 1, (128, 2, 28, 28))
+    tensors = [tf.constant(v, tf.float32) for v in (batch, angles, scales, shifts, noise)]
+    graph_affine = tf.function(lambda i, a, s, d, n: graph_warp(i, a, s, d))
+    graph_elastic = tf.function(
+        lambda i, a, s, d, n: graph_field_warp(i, a, s, d, smooth_field(n, 28, 28))
+    )
     warp_ms = {}
     for name, warp in {
-        "numpy (affine_warp)": lambda: random_warp(batch, rng),
-        "TensorFlow op (graph_warp)": lambda: graph_warp(
-            batch, angles.astype("float32"), scales.astype("float32"), shifts.astype("float32")
-        ),
+        "numpy, affine (random_warp)": lambda: random_warp(batch, rng),
+        "numpy, elastic (random_warp)": lambda: random_warp(batch, rng, elastic=True),
+        "TensorFlow, affine (graph_warp)": lambda: graph_affine(*tensors),
+        "TensorFlow, elastic (smooth_field + graph_field_warp)": lambda: graph_elastic(*tensors),
     }.items():
         warp()
         started = time.perf_counter()
