@@ -57,13 +57,18 @@ def test_zoom_by_two_doubles_a_square_about_the_centre():
     assert zoomed[10:18, 10:18].min() > 0.49 and zoomed.sum() == pytest.approx(64, rel=0.1)
 
 
+def textured_images_and_warps(count, rng):
+    """Digit-sized textured blobs and float32 warps wider than the recipe's (30°, 20%, 4 px)."""
+    images = disk_images(count, radius=6.0) * rng.random((count, 28, 28, 1)).astype(np.float32)
+    angles = rng.uniform(-30, 30, count).astype(np.float32)
+    scales = rng.uniform(0.8, 1.2, count).astype(np.float32)
+    shifts = rng.uniform(-4, 4, (count, 2)).astype(np.float32)
+    return images, angles, scales, shifts
+
+
 def test_graph_warp_is_the_numpy_warp():
     """The TensorFlow op the training pipeline uses against the reference geometry."""
-    rng = np.random.default_rng(8)
-    images = disk_images(32, radius=6.0) * rng.random((32, 28, 28, 1)).astype(np.float32)
-    angles = rng.uniform(-30, 30, 32).astype(np.float32)
-    scales = rng.uniform(0.8, 1.2, 32).astype(np.float32)
-    shifts = rng.uniform(-4, 4, (32, 2)).astype(np.float32)
+    images, angles, scales, shifts = textured_images_and_warps(32, np.random.default_rng(8))
     expected = affine_warp(images, angles, scales, shifts)
     got = np.asarray(graph_warp(images, angles, scales, shifts))
     np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -75,10 +80,7 @@ def test_graph_warp_is_the_numpy_warp():
 def test_graph_field_warp_is_the_numpy_warp_with_a_displacement_field():
     """The elastic pipeline's TensorFlow resampling against the reference, field included."""
     rng = np.random.default_rng(9)
-    images = disk_images(16, radius=6.0) * rng.random((16, 28, 28, 1)).astype(np.float32)
-    angles = rng.uniform(-30, 30, 16).astype(np.float32)
-    scales = rng.uniform(0.8, 1.2, 16).astype(np.float32)
-    shifts = rng.uniform(-4, 4, (16, 2)).astype(np.float32)
+    images, angles, scales, shifts = textured_images_and_warps(16, rng)
     field = rng.uniform(-6, 6, (16, 2, 28, 28)).astype(np.float32)  # reaches outside the frame
     expected = affine_warp(images, angles, scales, shifts, displacement=field)
     got = np.asarray(graph_field_warp(images, angles, scales, shifts, field))
