@@ -153,6 +153,12 @@ def main(argv=None) -> int:
         choices=("none", "affine", "elastic"),
         help="override the recipe's augmentation (elastic: affine plus a smooth random field)",
     )
+    parser.add_argument(
+        "--elastic-alpha", type=float, help="elastic field strength in pixels (default 34)"
+    )
+    parser.add_argument(
+        "--elastic-sigma", type=float, help="elastic field smoothness in pixels (default 4)"
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -171,6 +177,8 @@ def main(argv=None) -> int:
         val_size=args.val_size,
         ema=args.ema,
         augment=args.augment,
+        elastic_alpha=args.elastic_alpha,
+        elastic_sigma=args.elastic_sigma,
         train_size=args.train_size,
         data=args.data,
     )

@@ -109,6 +109,21 @@ def test_smooth_field_is_a_separable_gaussian_blur():
             expected[:, :, i, j] = (window * weights).sum(axis=(2, 3)) / weights.sum()
     got = np.asarray(smooth_field(noise, 28, 28))
     np.testing.assert_allclose(got, ELASTIC_ALPHA * expected, atol=1e-4)
+    half = np.asarray(smooth_field(noise, 28, 28, alpha=ELASTIC_ALPHA / 2, sigma=ELASTIC_SIGMA))
+    np.testing.assert_allclose(half, ELASTIC_ALPHA / 2 * expected, atol=1e-4)
+
+
+def test_elastic_alpha_sets_the_strength_of_the_pipeline_field():
+    """Same seed, alpha 0: the affine batch exactly; alpha halved: smaller local moves."""
+    x = disk_images(64, radius=7.0)
+    y = np.eye(10, dtype=np.float32)[np.arange(64) % 10]
+    batch = {}
+    for alpha in (0.0, 17.0, 34.0):
+        cfg = config(seed=5, augment="elastic", elastic_alpha=alpha)
+        (batch[alpha], _), = first_batches(cfg, x, y, 1)  # fmt: skip
+    (affine, _), = first_batches(config(seed=5), x, y, 1)  # fmt: skip
+    np.testing.assert_allclose(batch[0.0], affine, atol=1e-5)
+    assert 0 < np.abs(batch[17.0] - affine).mean() < np.abs(batch[34.0] - affine).mean()
 
 
 def test_identity_leaves_images_unchanged():

@@ -25,6 +25,8 @@ def test_file_then_overrides(tmp_path):
         ({"schedule": "cyclic"}, "schedule must be one of"),
         ({"label_smoothing": 1.5}, "label_smoothing"),
         ({"deterministic": "maybe"}, "deterministic must be true or false"),
+        ({"elastic_alpha": -1.0}, "elastic_alpha must be 0 or more"),
+        ({"elastic_sigma": 0}, "elastic_sigma must be positive"),
     ],
 )
 def test_bad_values_are_refused(values, message):

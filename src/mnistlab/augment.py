@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnistlab.config import TrainConfig
+
 ROTATION = 10.0  # degrees: angles drawn uniformly in [-10, 10]
 ZOOM = 0.10  # scale drawn uniformly in [0.9, 1.1]
 SHIFT = 2.5  # pixels: shifts drawn uniformly in [-2.5, 2.5] along each axis
-ELASTIC_ALPHA = 34.0  # pixels per unit of smoothed noise (Simard et al.'s alpha)
-ELASTIC_SIGMA = 4.0  # pixels: width of the Gaussian that smooths the noise
+# the elastic field's defaults (TrainConfig.elastic_alpha and elastic_sigma set them per run)
+ELASTIC_ALPHA = TrainConfig.elastic_alpha  # pixels per unit of smoothed noise (Simard's alpha)
+ELASTIC_SIGMA = TrainConfig.elastic_sigma  # pixels: width of the Gaussian that smooths the noise
 
 
 def affine_warp(images, angles=0.0, scales=1.0, shifts=(0.0, 0.0), displacement=None):
@@ -109,13 +112,20 @@ def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     return (kernel / kernel.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def random_warp(images, rng: np.random.Generator, elastic: bool = False):
+def random_warp(
+    images,
+    rng: np.random.Generator,
+    elastic: bool = False,
+    alpha: float = ELASTIC_ALPHA,
+    sigma: float = ELASTIC_SIGMA,
+):
     """Applies a random affine (and optionally elastic) warp to each image of a batch.
 
     Args:
         images: (N, 28, 28, 1) float32 in [0, 1].
         rng: numpy Generator; the same state gives the same warps.
         elastic: add a smooth random displacement field after the affine warp.
+        alpha, sigma: the field's strength and smoothness in pixels (see TrainConfig).
 
     Returns:
         (N, 28, 28, 1) float32 warped images.
@@ -127,10 +137,10 @@ def random_warp(images, rng: np.random.Generator, elastic: bool = False):
     displacement = None
     if elastic:
         noise = rng.uniform(-1, 1, (count, 2, height, width)).astype(np.float32)
-        smooth_rows = _gaussian_matrix(height, ELASTIC_SIGMA)
-        smooth_columns = _gaussian_matrix(width, ELASTIC_SIGMA)
+        smooth_rows = _gaussian_matrix(height, sigma)
+        smooth_columns = _gaussian_matrix(width, sigma)
         # Separable Gaussian blur as two matrix products: (H,H) @ noise @ (W,W)^T.
-        displacement = ELASTIC_ALPHA * (smooth_rows @ noise @ smooth_columns.T)
+        displacement = alpha * (smooth_rows @ noise @ smooth_columns.T)
     return affine_warp(images, angles, scales, shifts, displacement)
 
 
@@ -220,14 +230,16 @@ def graph_field_warp(images, angles, scales, shifts, displacement):
     return (upper * (1 - weight_y) + lower * weight_y)[..., None]
 
 
-def smooth_field(noise, height: int, width: int):
-    """ELASTIC_ALPHA times the Gaussian-blurred (N, 2, H, W) noise, as TensorFlow ops."""
+def smooth_field(
+    noise, height: int, width: int, alpha: float = ELASTIC_ALPHA, sigma: float = ELASTIC_SIGMA
+):
+    """alpha times the (N, 2, H, W) noise blurred by a Gaussian of width sigma, as TF ops."""
     import tensorflow as tf
 
-    rows = tf.constant(_gaussian_matrix(height, ELASTIC_SIGMA))
-    columns = tf.constant(_gaussian_matrix(width, ELASTIC_SIGMA))
+    rows = tf.constant(_gaussian_matrix(height, sigma))
+    columns = tf.constant(_gaussian_matrix(width, sigma))
     blurred = tf.einsum("ij,ncjw,kw->ncik", rows, noise, columns)
-    return ELASTIC_ALPHA * blurred
+    return alpha * blurred
 
 
 def affine_dataset(config, x, y, initial_epoch: int = 0):
@@ -235,7 +247,8 @@ def affine_dataset(config, x, y, initial_epoch: int = 0):
 
     Args:
         config: TrainConfig (uses seed, batch_size, augment: "elastic" adds a smooth random
-            displacement field, drawn from its own stream, to each affine warp).
+            displacement field, drawn from its own stream, to each affine warp; elastic_alpha
+            and elastic_sigma set its strength and smoothness).
         x: (N, 28, 28, 1) float32 images in [0, 1]; y: (N, 10) one-hot labels.
         initial_epoch: first epoch to draw (a resumed run continues where it stopped).
 
@@ -267,7 +280,9 @@ def affine_dataset(config, x, y, initial_epoch: int = 0):
         noise = tf.random.stateless_uniform(
             (tf.shape(rows)[0], 2, height, width), seed=noise_key, minval=-1.0, maxval=1.0
         )
-        displacement = smooth_field(noise, height, width)
+        displacement = smooth_field(
+            noise, height, width, config.elastic_alpha, config.elastic_sigma
+        )
         batch_images = graph_field_warp(
             tf.gather(images, rows), angles, scales, shifts, displacement
         )
@@ -321,7 +336,13 @@ def augmented_batches(config, x, y, initial_epoch: int = 0):
         for step in range(steps):
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
             rng = np.random.default_rng([config.seed, epoch, step])
-            images = random_warp(x[rows], rng, elastic=config.augment == "elastic")
+            images = random_warp(
+                x[rows],
+                rng,
+                elastic=config.augment == "elastic",
+                alpha=config.elastic_alpha,
+                sigma=config.elastic_sigma,
+            )
             yield images, y[rows]
         epoch += 1
 

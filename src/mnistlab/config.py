@@ -35,6 +35,9 @@ class TrainConfig:
     schedule: str = "constant"  # learning-rate schedule: constant, onecycle, exponential
     label_smoothing: float = 0.0  # 0 = plain categorical cross-entropy
     augment: str = "none"  # on-the-fly augmentation: none, affine, elastic
+    # augment=elastic: the smooth random displacement field (Simard et al. 2003's settings)
+    elastic_alpha: float = 34.0  # pixels of displacement per unit of smoothed noise
+    elastic_sigma: float = 4.0  # pixels: width of the Gaussian that smooths the noise
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
     early_stopping: int = 0  # stop after this many epochs without val improvement (0 = off)
     jit_compile: str = "auto"  # auto (fastest measured per backend), true, false
@@ -102,6 +105,8 @@ class TrainConfig:
             (self.train_size >= 0, "train_size must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (self.elastic_alpha >= 0, "elastic_alpha must be 0 or more"),
+            (self.elastic_sigma > 0, "elastic_sigma must be positive"),
             (self.early_stopping >= 0, "early_stopping must be 0 or more"),
             (self.steps_per_execution >= 0, "steps_per_execution must be 0 or more"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),

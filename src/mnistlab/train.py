@@ -380,6 +380,8 @@ def add_config_arguments(parser) -> None:
         "schedule": "learning-rate schedule: constant, onecycle, exponential",
         "label_smoothing": "label smoothing in [0, 1)",
         "augment": "on-the-fly augmentation: none, affine, elastic",
+        "elastic_alpha": "elastic: pixels of displacement per unit of smoothed noise",
+        "elastic_sigma": "elastic: width in pixels of the Gaussian that smooths the noise",
         "ema": "decay of a moving average of the weights (0 = off)",
         "early_stopping": "patience in epochs on val accuracy (0 = off)",
         "jit_compile": "auto, true or false",
