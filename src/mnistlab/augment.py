@@ -8,8 +8,9 @@ prefetched), with no Python per batch; any Keras backend trains from it. "affine
 one bilinear projective transform per batch; "elastic" needs a displacement field per pixel,
 which that op cannot take, so it smooths random noise with two small matrix products and
 resamples with gathers (``graph_field_warp``). A first version ran "elastic" as a numpy
-generator: with `best` on the 2-core CPU its epochs took 150 s against 67-82 s for "affine"
-(the Python generator kept TensorFlow at 1.4 cores). Where TensorFlow is not installed (a
+generator: `best`'s epochs took 150 s on the 2-core CPU (the Python generator kept the
+process at 1.4 cores); through this pipeline they took 56-69 s, what "affine" takes (60-80 s,
+benchmarks/results/best.md). Where TensorFlow is not installed (a
 JAX or PyTorch GPU machine set up without it), both run through that numpy generator
 (``random_warp``): the same distribution of warps, other draws.
 The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time, and the
