@@ -9,8 +9,8 @@ one bilinear projective transform per batch; "elastic" needs a displacement fiel
 which that op cannot take, so it smooths random noise with two small matrix products and
 resamples with gathers (``graph_field_warp``). A first version ran "elastic" as a numpy
 generator: `best`'s epochs took 150 s on the 2-core CPU (the Python generator kept the
-process at 1.4 cores); through this pipeline they took 56-69 s, what "affine" takes (60-80 s,
-benchmarks/results/best.md). Where TensorFlow is not installed (a
+process at 1.4 cores); through this pipeline their medians were 57-69 s over 4 runs, where
+"affine" runs had 65-71 s (benchmarks/results/best-elastic17.md, best-x4.md). Where TensorFlow is not installed (a
 JAX or PyTorch GPU machine set up without it), both run through that numpy generator
 (``random_warp``): the same distribution of warps, other draws.
 The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time, and the
