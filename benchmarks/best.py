@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
 from mnistlab import runs  # noqa: E402
+from mnistlab.config import AUGMENTS  # noqa: E402
 
 MODEL = "best"
 REPO = os.path.dirname(HERE)
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--augment",
-        choices=("none", "affine", "elastic"),
+        choices=AUGMENTS,
         help="override the recipe's augmentation (elastic: affine plus a smooth random field)",
     )
     parser.add_argument(

@@ -134,6 +134,11 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
 
     mlp = str(tmp_path / "mlp")
     mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
+    # as a run from before the elastic settings existed: its config.json lacks them
+    config_file = os.path.join(mlp, runs.CONFIG_FILE)
+    old_config = runs.read_json(config_file)
+    del old_config["elastic_alpha"], old_config["elastic_sigma"]
+    runs.write_json(config_file, old_config)
     out = str(tmp_path / "mixed")
     done = run_cli("ensemble", "--runs", trained_run, mlp, "--out", out, "--data", tiny_npz)
     assert done.returncode == 0, done.stderr
@@ -151,6 +156,9 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
     assert recipe["model"] == "cnn+mlp"
     assert recipe["member_differences"]["model"] == ["cnn", "mlp"]
     assert recipe["member_config"]["val_size"] == 200  # shared settings stay together
+    # a key the older run lacks is the default it trained with, not a difference
+    assert set(recipe["member_differences"]) == {"model", "epochs"}  # cnn ran 2, mlp 1
+    assert recipe["member_config"]["elastic_alpha"] == 34.0
 
 
 def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, capsys):
