@@ -37,11 +37,11 @@ def main(argv=None) -> int:
 
     import mnistlab.speedrun  # noqa: F401  (registers the network)
     from mnistlab.augment import (
-        affine_dataset,
         graph_field_warp,
         graph_warp,
         random_warp,
         smooth_field,
+        warp_dataset,
     )
     from mnistlab.config import TrainConfig
     from mnistlab.data import load_mnist
@@ -73,11 +73,11 @@ def main(argv=None) -> int:
         "Python generator, no warp": lambda: ((generator(False),), dict(steps_per_epoch=steps)),
         "Python generator + numpy warp": lambda: ((generator(True),), dict(steps_per_epoch=steps)),
         "tf.data pipeline + graph warp (affine)": lambda: (
-            (affine_dataset(config, x, y),),
+            (warp_dataset(config, x, y),),
             dict(steps_per_epoch=steps),
         ),
         "tf.data pipeline + graph field warp (elastic)": lambda: (
-            (affine_dataset(elastic_config, x, y),),
+            (warp_dataset(elastic_config, x, y),),
             dict(steps_per_epoch=steps),
         ),
     }

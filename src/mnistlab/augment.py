@@ -10,9 +10,9 @@ which that op cannot take, so it smooths random noise with two small matrix prod
 resamples with gathers (``graph_field_warp``). A first version ran "elastic" as a numpy
 generator: `best`'s epochs took 150 s on the 2-core CPU (the Python generator kept the
 process at 1.4 cores); through this pipeline their medians were 57-69 s over 4 runs, where
-"affine" runs had 65-71 s (benchmarks/results/best-elastic17.md, best-x4.md). Where TensorFlow is not installed (a
-JAX or PyTorch GPU machine set up without it), both run through that numpy generator
-(``random_warp``): the same distribution of warps, other draws.
+"affine" runs had 65-71 s (benchmarks/results/best-elastic17.md, best-x4.md). Where
+TensorFlow is not installed (a JAX or PyTorch GPU machine set up without it), both run
+through that numpy generator (``random_warp``): the same distribution of warps, other draws.
 The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time, and the
 pipeline needs no Python per batch; what that does to a whole epoch is measured by
 benchmarks/augment_probe.py (benchmarks/results/augment_probe.md), on a shared CPU whose
@@ -243,7 +243,7 @@ def smooth_field(
     return alpha * blurred
 
 
-def affine_dataset(config, x, y, initial_epoch: int = 0):
+def warp_dataset(config, x, y, initial_epoch: int = 0):
     """Endless tf.data.Dataset of (images, labels) batches, reshuffled and re-warped each epoch.
 
     Args:
@@ -317,7 +317,7 @@ def tensorflow_available() -> bool:
 def augmented_batches(config, x, y, initial_epoch: int = 0):
     """Endless iterator of numpy (images, labels) batches, reshuffled and re-warped every epoch.
 
-    Iterates ``affine_dataset`` ("affine" or "elastic"); numpy warps (``random_warp``) where
+    Iterates ``warp_dataset`` ("affine" or "elastic"); numpy warps (``random_warp``) where
     TensorFlow is missing.
 
     Args:
@@ -329,7 +329,7 @@ def augmented_batches(config, x, y, initial_epoch: int = 0):
         (images, labels) of batch_size rows (the last batch of an epoch may be shorter).
     """
     if tensorflow_available():
-        yield from affine_dataset(config, x, y, initial_epoch).as_numpy_iterator()
+        yield from warp_dataset(config, x, y, initial_epoch).as_numpy_iterator()
     steps = int(np.ceil(len(x) / config.batch_size))
     epoch = initial_epoch
     while True:
@@ -363,7 +363,7 @@ def training_inputs(config, x, y, initial_epoch: int = 0) -> dict:
         return {"args": (x, y), "batch_size": config.batch_size, "steps_per_epoch": None}
     if config.augment in ("affine", "elastic"):
         source = (
-            affine_dataset(config, x, y, initial_epoch)
+            warp_dataset(config, x, y, initial_epoch)
             if tensorflow_available()
             else augmented_batches(config, x, y, initial_epoch)
         )
