@@ -86,6 +86,23 @@ def test_speedrun_is_registered_with_its_recipe():
     assert flops.forward_macs(model) == conv1 + conv2 + 512 * 128 + 128 * 10
 
 
+def test_each_speedrun_target_overrides_what_the_registered_recipe_sets():
+    """The registry holds the 99.0 setting; a key another target sets must not leak into it."""
+    from dataclasses import asdict
+
+    from mnistlab import speedrun
+    from mnistlab.config import TrainConfig
+    from mnistlab.train import resolve_config
+
+    defaults = asdict(TrainConfig())
+    for target, spec in speedrun.TARGETS.items():
+        config = asdict(resolve_config("speedrun", **spec["settings"]))
+        for other in speedrun.TARGETS.values():
+            for key in set(other["settings"]) - set(spec["settings"]):
+                assert config[key] == defaults[key], (target, key)
+        assert config["schedule"] == "onecycle" and config["val_size"] == 0
+
+
 def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
     from mnistlab import speedrun
 

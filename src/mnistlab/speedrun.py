@@ -52,7 +52,12 @@ TARGETS = {
     "99.5": {
         "budget_seconds": 90.0,
         "settings": dict(
-            epochs=3, batch_size=128, learning_rate=0.01, label_smoothing=0.1, augment="affine"
+            epochs=3,
+            train_size=0,  # all 60,000: the registry's recipe is the 99.0 setting's 40,000
+            batch_size=128,
+            learning_rate=0.01,
+            label_smoothing=0.1,
+            augment="affine",
         ),
     },
 }
