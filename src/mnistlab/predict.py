@@ -75,7 +75,9 @@ def describe(source) -> str:
     return f"<{type(source).__name__}>"
 
 
-def predict(images, model=None, preprocess: bool = True, data=None) -> list[dict]:
+def predict(
+    images, model=None, preprocess: bool = True, data=None, tta: bool = False
+) -> list[dict]:
     """Classifies digit images, one result per image in the order given.
 
     Args:
@@ -86,6 +88,7 @@ def predict(images, model=None, preprocess: bool = True, data=None) -> list[dict
         preprocess: True fits any photo or drawing as MNIST was made (``preprocess.to_mnist``);
             False feeds 28x28 images as they are (other sizes are refused).
         data: where MNIST is, for "test:INDEX" images.
+        tta: average each image's probabilities with those of its four one-pixel shifts.
 
     Returns:
         list of dicts with keys "source" (str), "digit" (int 0-9, or None if the image could
@@ -119,7 +122,7 @@ def predict(images, model=None, preprocess: bool = True, data=None) -> list[dict
         return results
     if model_path is not None:
         model = load_model(model_path)
-    probabilities = predict_probabilities(model, np.stack([r["input"] for r in good]))
+    probabilities = predict_probabilities(model, np.stack([r["input"] for r in good]), tta)
     for result, row in zip(good, probabilities, strict=True):
         result["digit"] = int(np.argmax(row))
         result["probabilities"] = [float(value) for value in row]
@@ -211,6 +214,11 @@ def add_cli(subparsers) -> None:
         help=f"save the 28x28 image the network saw, {SHOW_INPUT_SCALE}x enlarged, per input",
     )
     parser.add_argument("--data", help="MNIST folder or mnist.npz, for test:INDEX images")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average each image with its 4 one-pixel shifts",
+    )
     add_backend_argument(parser)
     parser.set_defaults(func=_predict_command)
 
@@ -219,7 +227,9 @@ def _predict_command(args) -> int:
     import json
     import sys
 
-    results = predict(args.images, model=args.model, preprocess=args.preprocess, data=args.data)
+    results = predict(
+        args.images, model=args.model, preprocess=args.preprocess, data=args.data, tta=args.tta
+    )
     if args.show_input:
         os.makedirs(args.show_input, exist_ok=True)
         names = input_picture_names([result["source"] for result in results])

@@ -608,8 +608,14 @@ def plot_misclassified(
     return image_grid([images[index] for index in shown], titles, title, path, scale=(0, 255))
 
 
-def evaluation_plots(model, x_test, y_test, metrics: dict, folder: str) -> list[Picture]:
-    """confusion.png and misclassified.png in ``folder`` for ``evaluate.measure``'s metrics."""
+def evaluation_plots(
+    model, x_test, y_test, metrics: dict, folder: str, tta: bool = False
+) -> list[Picture]:
+    """confusion.png and misclassified.png in ``folder`` for ``evaluate.measure``'s metrics.
+
+    ``tta``: the metrics were measured with test-time augmentation; the mistakes' confidences
+    are then read the same way.
+    """
     import numpy as np
 
     from mnistlab.evaluate import predict_probabilities
@@ -618,7 +624,7 @@ def evaluation_plots(model, x_test, y_test, metrics: dict, folder: str) -> list[
     predicted = np.asarray(metrics["predicted"])
     confidences = None
     if order:
-        wrong = predict_probabilities(model, x_test[order])
+        wrong = predict_probabilities(model, x_test[order], tta)
         confidences = wrong[np.arange(len(order)), predicted[order]]
     return [
         plot_confusion(metrics["confusion"], os.path.join(folder, "confusion.png")),
