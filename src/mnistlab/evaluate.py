@@ -111,19 +111,14 @@ def predict_probabilities(model, images, tta: bool = False):
 
     from mnistlab.models import to_input
 
+    def predicted(inputs):
+        return np.asarray(model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0))
+
     inputs = to_input(images)
-    views = TTA_SHIFTS if tta else ((0, 0),)
-    return np.mean(
-        [
-            np.asarray(
-                model.predict(
-                    shift_images(inputs, down, right), batch_size=PREDICT_BATCH, verbose=0
-                )
-            )
-            for down, right in views
-        ],
-        axis=0,
-    ).astype("float32")
+    if not tta:
+        return predicted(inputs)
+    views = [predicted(shift_images(inputs, down, right)) for down, right in TTA_SHIFTS]
+    return np.mean(views, axis=0).astype("float32")
 
 
 def measure(model, images, labels, tta: bool = False) -> dict:
