@@ -96,17 +96,19 @@ def write_markdown(reports: list[dict], cpu: str, command: str, sticks: list[dic
         f"epochs with the plain Keras script took {', '.join(epochs)} s (the first of each "
         "pair includes tracing). The issue set the 8 s budget when that epoch took about 6 s.",
         "",
-        "| target | budget | backend | seeds | settings | train s (mean ± sd, max) | fit s "
+        "| target | budget | network | backend | seeds | settings | train s (mean ± sd, max) | fit s "
         "(mean) | test accuracy % (mean ± sd) | min acc | import s | load s | process s | "
         "reached |",
-        "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- |",
     ]
     for report in reports:
         seconds = [run["train_seconds"] for run in report["runs"]]
         accuracy = [run["accuracy"] for run in report["runs"]]
         settings = ", ".join(f"{key}={value}" for key, value in report["settings"].items())
         lines.append(
-            f"| {report['target']}% | {report['budget_seconds']:.0f} s | {report['backend']} | "
+            f"| {report['target']}% | {report['budget_seconds']:.0f} s | `{report['model']}` | "
+            f"{report['backend']} | "
             f"{len(seconds)} | {settings} | {report['train_seconds_mean']:.2f} ± "
             f"{report['train_seconds_std']:.2f}, {max(seconds):.2f} | "
             f"{statistics.mean(run['fit_seconds'] for run in report['runs']):.1f} | "

@@ -1,12 +1,19 @@
-"""How the speedrun's settings were chosen: a few candidates side by side, seeds 1 and 2.
+"""How the speedrun's networks and settings were chosen: candidates side by side, seeds 1 and 2.
 
-Each candidate trains for one pass over its first N training images (Adam with mnistlab's
-one-cycle schedule, label smoothing 0.1, batch 128, 20 steps per compiled call, as
-`mnistlab train` compiles it), then measures the test set once. Candidates: the first
-speedrun network (no batch normalisation, the settings it shipped with), and the current one
-with batch normalisation at Keras's default momentum (0.99) and at 0.9, on 60,000, 40,000 and
-30,000 images. Two seeds: a probe, not a result (benchmarks/speedrun.py measures the chosen
-settings over 5 seeds).
+Each candidate is `mnistlab speedrun` itself (mnistlab.speedrun.run_speedrun: the same
+training, clock and test measure) with a target's settings and a few of them changed:
+the network, its batch normalisation's momentum, the peak rate, how many of the training
+images it sees, how many epochs. Candidates:
+
+- the 99.5 network, `speedrun_large`, for one pass over 40,000 images at Keras's default
+  momentum (0.99) and at 0.9: why the networks keep their statistics at 0.9;
+- the 99.0 network, `speedrun` (a strided first convolution, about 4x as many images a
+  second), at rates 0.01 and 0.02, on 40,000, 50,000 (chosen) and 60,000 images;
+- `speedrun` with the 99.5 setting (affine augmentation) for 12 epochs: where it levels off,
+  why the 99.5 target keeps the larger network.
+
+Two seeds: a probe, not a result (benchmarks/speedrun.py measures the chosen settings over 5
+seeds). About 6 minutes on the 2-core CPU.
 
 Usage:
     flock /tmp/mnistlab-heavy.lock python benchmarks/speedrun_probe.py [--tiny]
@@ -19,91 +26,89 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEEDS = (1, 2)
-BATCH = 128
-CANDIDATES = [  # (label, batch normalisation momentum or None, peak learning rate, images)
-    ("first network: no normalisation, rate 0.006", None, 0.006, 60000),
-    ("normalisation, momentum 0.99 (Keras's), rate 0.01", 0.99, 0.01, 40000),
-    ("normalisation, momentum 0.9, rate 0.01", 0.9, 0.01, 60000),
-    ("normalisation, momentum 0.9, rate 0.01 (chosen)", 0.9, 0.01, 40000),
-    ("normalisation, momentum 0.9, rate 0.01", 0.9, 0.01, 30000),
-]
+FORTY = dict(train_size=40000)
+# (label, target, network, settings that differ from the target's)
+CANDIDATES = [
+    ("momentum 0.99 (Keras's)", "99.0", "probe_large_m099", dict(learning_rate=0.01, **FORTY)),
+    ("momentum 0.9", "99.0", "speedrun_large", dict(learning_rate=0.01, **FORTY)),
+    ("rate 0.01", "99.0", "speedrun", dict(learning_rate=0.01, **FORTY)),
+    ("rate 0.02", "99.0", "speedrun", dict(train_size=40000)),
+    ("rate 0.02 (chosen for 99.0)", "99.0", "speedrun", {}),
+    ("rate 0.02", "99.0", "speedrun", dict(train_size=60000)),
+    ("99.5 setting, rate 0.02, 12 epochs", "99.5", "speedrun", dict(epochs=12, learning_rate=0.02)),
+]  # fmt: skip
 
 
-def network(momentum: float | None):
-    """The speedrun network; momentum None: the first design, ReLU convolutions, no normalisation."""
-    import keras
-    from keras import layers
+def register_probe_network() -> None:
+    """`speedrun_large` at Keras's default batch normalisation momentum, for the first row."""
+    from mnistlab.models import register
+    from mnistlab.speedrun import recipe, speedrun_large
 
-    from mnistlab.speedrun import speedrun
-
-    if momentum is not None:
-        return speedrun(momentum)
-    inputs = keras.Input((28, 28, 1))
-    x = inputs
-    for filters in (24, 32):
-        x = layers.Conv2D(filters, 5, activation="relu")(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.Dense(128, activation="relu")(layers.Flatten()(x))
-    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+    register("probe_large_m099", "speedrun_large at momentum 0.99 (probe only)", **recipe("99.0"))(
+        lambda: speedrun_large(momentum=0.99)
+    )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="1,000 images, seed 1: for CI")
+    parser.add_argument("--tiny", action="store_true", help="600 images, 1 epoch, seed 1: for CI")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     args = parser.parse_args(argv)
 
-    import keras
-    import numpy as np
-
     from mnistlab.data import load_mnist
-    from mnistlab.models import to_input
-    from mnistlab.schedules import WARMUP_FRACTION, OneCycle
+    from mnistlab.speedrun import TARGETS, run_speedrun
 
-    (x_train, y_train), (x_test, y_test) = load_mnist()
+    register_probe_network()
+    data = load_mnist()
     rows = []
-    for label, momentum, rate, images in CANDIDATES:
-        count = min(images, 1000 if args.tiny else len(x_train))
-        x, y = to_input(x_train[:count]), keras.utils.to_categorical(y_train[:count], 10)
-        seconds, accuracy = [], []
-        for seed in SEEDS[:1] if args.tiny else SEEDS:
-            keras.utils.set_random_seed(seed)
-            model = network(momentum)
-            steps = -(-count // BATCH)
-            model.compile(
-                optimizer=keras.optimizers.Adam(OneCycle(rate, steps, WARMUP_FRACTION * steps)),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
-                steps_per_execution=20,
+    with tempfile.TemporaryDirectory() as folder:
+        for number, (label, target, network, changes) in enumerate(CANDIDATES):
+            changes = {**changes, **(dict(train_size=600, epochs=1) if args.tiny else {})}
+            report = run_speedrun(
+                target,
+                seeds=SEEDS[:1] if args.tiny else SEEDS,
+                data=data,
+                out=os.path.join(folder, str(number)),
+                model=network,
+                **changes,
             )
-            started = time.perf_counter()
-            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-            seconds.append(time.perf_counter() - started)
-            predicted = np.argmax(model.predict(to_input(x_test), batch_size=2000, verbose=0), 1)
-            accuracy.append(100 * float(np.mean(predicted == y_test)))
-        rows.append((label, count, seconds, accuracy))
-        print(f"{label}, {count} images: {seconds} s, {accuracy}%", flush=True)
+            settings = report["settings"]
+            images = settings["train_size"] or len(data[0][0])
+            seconds = [run["train_seconds"] for run in report["runs"]]
+            accuracy = [run["accuracy"] for run in report["runs"]]
+            shown = "speedrun_large" if network == "probe_large_m099" else network
+            rows.append((shown, label, images, settings, seconds, accuracy))
+            print(f"{shown}, {label}: {seconds} s, {accuracy}%", flush=True)
 
     sys.path.insert(0, HERE)
     from speed import cpu_model, write_table
 
     lines = [
-        "# Speedrun settings probe (one pass, seeds 1 and 2)",
+        f"# Speedrun probe: networks and settings (seeds {', '.join(map(str, SEEDS))})",
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores. Command: `python "
-        f"benchmarks/speedrun_probe.py{' --tiny' if args.tiny else ''}`; batch {BATCH}. "
-        "Seconds: the whole `fit` call, tracing included (the speedrun's own clock is in "
-        "speedrun.md).",
+        f"benchmarks/speedrun_probe.py{' --tiny' if args.tiny else ''}`. Each row is "
+        "`mnistlab speedrun` with the target's settings and the changes named; seconds are its "
+        "training clock (tracing included, test measures not). Targets' settings: "
+        + "; ".join(
+            f"{target}: `{spec['model']}`, "
+            + ", ".join(f"{key}={value}" for key, value in spec["settings"].items())
+            for target, spec in TARGETS.items()
+        )
+        + ".",
         "",
-        "| candidate | images | fit s (seed 1, 2) | test accuracy % (seed 1, 2) | mean % |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| network | candidate | images | epochs | train s (each seed) | test accuracy % "
+        "(each seed) | mean % |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         *[
-            f"| {label} | {count} | {', '.join(f'{s:.1f}' for s in seconds)} | "
+            f"| `{network}` | {label} | {images} | {settings['epochs']} | "
+            f"{', '.join(f'{s:.1f}' for s in seconds)} | "
             f"{', '.join(f'{a:.2f}' for a in accuracy)} | {sum(accuracy) / len(accuracy):.2f} |"
-            for label, count, seconds, accuracy in rows
+            for network, label, images, settings, seconds, accuracy in rows
         ],
     ]
     write_table(args.out, "speedrun_probe.md", lines)

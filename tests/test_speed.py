@@ -70,24 +70,52 @@ def test_matmul_benchmark_reports_a_positive_rate():
     assert flops.matmul_gflops(size=128, repeats=2) > 0
 
 
-def test_speedrun_is_registered_with_its_recipe():
+def test_speedrun_networks_are_registered_with_their_recipes():
     from mnistlab import speedrun
     from mnistlab.models import REGISTRY, create_model
     from mnistlab.train import resolve_config
 
-    assert "speedrun" in REGISTRY
-    config = resolve_config("speedrun")
-    assert config.schedule == "onecycle" and config.val_size == 0
-    assert config.epochs == speedrun.TARGETS["99.0"]["settings"]["epochs"]
+    for target, spec in speedrun.TARGETS.items():
+        assert spec["model"] in REGISTRY
+        config = resolve_config(spec["model"])
+        assert config.schedule == "onecycle" and config.val_size == 0
+        for key, value in spec["settings"].items():
+            assert getattr(config, key) == value, (target, key)
+    assert speedrun.TARGETS["99.0"]["model"] == "speedrun"
     model = create_model("speedrun")
     assert tuple(model.output.shape) == (None, 10)
+    # 6x6 stride-2 conv to (12, 12, 32), pool, 3x3 conv 32 -> 64 to (4, 4, 64), pool,
+    # 256 -> 128 -> 10
+    conv1, conv2 = 12 * 12 * 32 * 36, 4 * 4 * 64 * 9 * 32
+    assert flops.forward_macs(model) == conv1 + conv2 + 256 * 128 + 128 * 10
     # 5x5 conv to (24, 24, 24), pool, 5x5 conv 24 -> 32 to (8, 8, 32), pool, 512 -> 128 -> 10
     conv1, conv2 = 24 * 24 * 24 * 25, 8 * 8 * 32 * 25 * 24
-    assert flops.forward_macs(model) == conv1 + conv2 + 512 * 128 + 128 * 10
+    large = create_model("speedrun_large")
+    assert flops.forward_macs(large) == conv1 + conv2 + 512 * 128 + 128 * 10
+
+
+def test_strided_speedrun_convolution_matches_a_hand_computation():
+    """The 6x6 stride-2 first convolution reads output (i, j) from rows and columns 2i..2i+5."""
+    import keras
+    import numpy as np
+
+    from mnistlab.models import create_model
+
+    model = create_model("speedrun")
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    first = keras.Model(model.inputs, conv.output)
+    images = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    kernel = conv.get_weights()[0]  # (6, 6, 1, 32), no bias
+    got = keras.ops.convert_to_numpy(first(images))
+    assert got.shape == (2, 12, 12, 32)
+    for i, j in ((0, 0), (5, 7), (11, 11)):
+        window = images[:, 2 * i : 2 * i + 6, 2 * j : 2 * j + 6, 0]
+        expected = np.einsum("byx,yxf->bf", window, kernel[:, :, 0, :])
+        np.testing.assert_allclose(got[:, i, j, :], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_each_speedrun_target_overrides_what_the_registered_recipe_sets():
-    """The registry holds the 99.0 setting; a key another target sets must not leak into it."""
+    """A key another target sets must not leak into a target's settings through its recipe."""
     from dataclasses import asdict
 
     from mnistlab import speedrun
@@ -96,7 +124,7 @@ def test_each_speedrun_target_overrides_what_the_registered_recipe_sets():
 
     defaults = asdict(TrainConfig())
     for target, spec in speedrun.TARGETS.items():
-        config = asdict(resolve_config("speedrun", **spec["settings"]))
+        config = asdict(resolve_config(spec["model"], **spec["settings"]))
         for other in speedrun.TARGETS.values():
             for key in set(other["settings"]) - set(spec["settings"]):
                 assert config[key] == defaults[key], (target, key)
