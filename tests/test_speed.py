@@ -189,6 +189,12 @@ def test_speedrun_command_refuses_bad_seeds():
     assert result.returncode == 2 and "--seeds must be at least 1" in result.stderr
 
 
+def test_speedrun_command_refuses_an_unknown_network_before_training():
+    result = run_cli("speedrun", "--model", "nope", "--seeds", "1", "--data", "/nonexistent")
+    assert result.returncode == 2 and "Unknown model 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def _script(*args, data, timeout=120):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MNISTLAB_DATA": data}
     env["PYTHONPATH"] = os.path.join(REPO, "src")
