@@ -96,8 +96,8 @@ def write_markdown(reports: list[dict], cpu: str, command: str, sticks: list[dic
         f"epochs with the plain Keras script took {', '.join(epochs)} s (the first of each "
         "pair includes tracing). The issue set the 8 s budget when that epoch took about 6 s.",
         "",
-        "| target | budget | network | backend | seeds | settings | train s (mean ± sd, max) | fit s "
-        "(mean) | test accuracy % (mean ± sd) | min acc | import s | load s | process s | "
+        "| target | budget | network | backend | seeds | settings | train s (mean ± sd, max) | "
+        "fit s (mean) | test accuracy % (mean ± sd) | min acc | import s | load s | process s | "
         "reached |",
         "| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| --- |",

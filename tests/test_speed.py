@@ -153,6 +153,21 @@ def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
         speedrun.run_speedrun("98")
 
 
+def test_speedrun_with_another_network_trains_the_targets_whole_recipe(tmp_path, tiny_data):
+    """--model swaps the network only: schedule, validation and the target's settings stay."""
+    from mnistlab import speedrun
+
+    report = speedrun.run_speedrun(
+        "99.5", seeds=[3], data=tiny_data, out=str(tmp_path), model="mlp", epochs=1
+    )
+    assert report["model"] == "mlp"
+    (run,) = report["runs"]
+    config = json.load(open(os.path.join(run["folder"], "config.json")))
+    assert config["model"] == "mlp" and config["seed"] == 3 and config["epochs"] == 1
+    expected = {**speedrun.recipe("99.5"), "epochs": 1}
+    assert {key: config[key] for key in expected} == expected
+
+
 def test_stopwatch_does_not_count_checkpoints_or_measures(tmp_path, tiny_data):
     """A slow end of epoch (as a slow disk would make the checkpoint) is not training time."""
     import keras

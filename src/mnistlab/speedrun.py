@@ -10,9 +10,8 @@ Two small CNNs with batch normalisation, one per target, each registered with it
   same 6x6 windows as a 3x3 convolution over the image cut into 2x2 blocks of 4 channels,
   computed at a quarter of the positions: half the multiply-adds of ``speedrun_large``'s
   stride-1 5x5 one (1-channel convolutions run at about 10 GFLOP/s here, a tenth of the
-  matrix multiply), and a third of the whole network's. One pass over
-  40,000 images takes it less than half as long as ``speedrun_large``
-  (benchmarks/results/speedrun_probe.md).
+  matrix multiply), and a third of the whole network's. One pass over 40,000 images takes
+  it less than half as long as ``speedrun_large`` (benchmarks/results/speedrun_probe.md).
   It trains once on the first 40,000 training images, in batches of 64.
 - ``speedrun_large`` (99.5%): 24 5x5 filters, pooling, 32 5x5 filters, pooling, 128 hidden
   units; 1.6 M multiply-adds. The small one levels off at about 99.45% (12 epochs with
@@ -54,8 +53,8 @@ from mnistlab.models import INPUT_SHAPE, NUM_CLASSES, register
 # setting, README "Training speed"): ``speedrun`` in batches of 64 at a peak rate of 0.02
 # reached 99.07%, 99.07% and 99.13% on 40,000 images (seeds 1 to 3); in batches of 128,
 # 99.00% on 40,000 and 99.12% on 50,000, a quarter more images to train on (seeds 1 and 2);
-# at Keras's momentum 0.99 the normalised networks stay far below. Chosen before, and not changed after,
-# the 5-seed measurement.
+# at Keras's momentum 0.99 the normalised networks stay far below. Chosen before, and not
+# changed after, the 5-seed measurement.
 TARGETS = {
     "99.0": {
         "model": "speedrun",
@@ -197,15 +196,15 @@ def run_speedrun(
         seeds: iterable of seeds (default 1..SEEDS).
         data: None ($MNISTLAB_DATA and the caches), a path, or arrays as load_mnist returns.
         out: folder for the run folders (one per seed); default runs/speedrun-TARGET-TIME.
-        model: a registered network to train instead of the target's (with the target's
-            settings), to put another network against the same clock.
+        model: a registered network to train instead of the target's, with the target's
+            settings (schedule and validation included), against the same clock.
         **overrides: TrainConfig keys to change (e.g. epochs=1 for a quick try).
 
     Returns:
-        dict: target, model, budget_seconds, backend, import_seconds, data_seconds, and "runs": one
-        dict per seed (seed, train_seconds, accuracy %, curve = [(seconds, accuracy %, steps)]
-        measured a few times per epoch on a stopped clock), plus mean/std of train_seconds and
-        accuracy, and "reached" (bool).
+        dict: target, model, budget_seconds, backend, import_seconds, data_seconds, and
+        "runs": one dict per seed (seed, train_seconds, accuracy %, curve = [(seconds,
+        accuracy %, steps)] measured a few times per epoch on a stopped clock), plus mean/std
+        of train_seconds and accuracy, and "reached" (bool).
 
     Example:
         >>> report = run_speedrun("99.0", seeds=[1])    # doctest: +SKIP
@@ -233,7 +232,7 @@ def run_speedrun(
     data_seconds = time.perf_counter() - started
     out = out or os.path.join("runs", f"speedrun-{target}-{time.strftime('%Y%m%d-%H%M%S')}")
     chosen = {key: value for key, value in overrides.items() if value is not None}
-    settings = {**TARGETS[target]["settings"], **chosen}
+    settings = {**recipe(target), **chosen}  # the whole recipe: any --model trains it
     (x_train, _), (x_test, y_test) = data
     images = min(len(x_train), settings.get("train_size") or len(x_train))
     steps_per_epoch = -(-images // settings["batch_size"])
