@@ -9,8 +9,9 @@ Two small CNNs with batch normalisation, one per target, each registered with it
   hidden units; 0.49 M multiply-adds per image. The strided first convolution sees the
   same 6x6 windows as a 3x3 convolution over the image cut into 2x2 blocks of 4 channels,
   computed at a quarter of the positions: half the multiply-adds of ``speedrun_large``'s
-  stride-1 5x5 one (1-channel convolutions run at about 10 GFLOP/s here, a tenth of the
-  matrix multiply), and a third of the whole network's. One pass over 40,000 images takes
+  stride-1 5x5 one (a convolution over one input channel uses the CPU poorly: the tutorial
+  CNN trains at a tenth of the matrix-multiply rate, benchmarks/results/speed.md), and a
+  third of the whole network's. One pass over 40,000 images takes
   it less than half as long as ``speedrun_large`` (benchmarks/results/speedrun_probe.md).
   It trains once on the first 40,000 training images, in batches of 64.
 - ``speedrun_large`` (99.5%): 24 5x5 filters, pooling, 32 5x5 filters, pooling, 128 hidden
