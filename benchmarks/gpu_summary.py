@@ -60,7 +60,7 @@ def speedrun_row(path: str) -> str:
     seconds = [run["train_seconds"] for run in runs]
     accuracy = [run["accuracy"] for run in runs]
     return (
-        f"| {report['target']} | {report['backend']} | {len(runs)} | "
+        f"| {report['target']} | `{report['model']}` | {report['backend']} | {len(runs)} | "
         f"{statistics.median(seconds):.2f} (min {min(seconds):.2f}) | "
         f"{report['accuracy_mean']:.2f} ± {report['accuracy_std']:.2f} (min {min(accuracy):.2f}) | "
         f"{report['budget_seconds']:.0f} (CPU budget) |"
@@ -92,9 +92,9 @@ def main(argv: list[str]) -> int:
         lines += [
             "Speedrun (training seconds on the stopwatch: process start, import and data apart):",
             "",
-            "| target % | backend | seeds | training s, median | test accuracy %, mean ± std |"
-            " budget s |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
+            "| target % | network | backend | seeds | training s, median | test accuracy %, "
+            "mean ± std | budget s |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         ]
         lines += [speedrun_row(report) for report in reports]
     print("\n".join(lines))
