@@ -46,7 +46,7 @@ import os
 import statistics
 import time
 
-from mnistlab.models import INPUT_SHAPE, NUM_CLASSES, register
+from mnistlab.models import INPUT_SHAPE, NUM_CLASSES, get_spec, register
 
 # target test accuracy (%) -> the network, its settings and the training budget it must meet.
 # Settings chosen from probes of test accuracy (benchmarks/speedrun_probe.py, table in
@@ -214,8 +214,6 @@ def run_speedrun(
     """
     if target not in TARGETS:
         raise ValueError(f"Unknown target '{target}'. Available: {', '.join(TARGETS)}.")
-    from mnistlab.models import get_spec
-
     model = get_spec(model or TARGETS[target]["model"]).name  # unknown names fail here, early
     seeds = list(seeds) if seeds is not None else list(range(1, SEEDS + 1))
     started = time.perf_counter()
