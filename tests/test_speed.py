@@ -245,3 +245,15 @@ def test_probe_benchmarks_run_in_tiny_mode(tmp_path, tiny_npz, script, table):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in (tmp_path / table).read_text().splitlines() if line.startswith("| ")]
     assert len(rows) >= 5  # header and four measured rows
+
+
+def test_step_profile_runs_in_tiny_mode_and_its_rewrites_keep_the_function(tmp_path, tiny_npz):
+    result = _script("benchmarks/step_profile.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.load(open(tmp_path / "step_profile.json"))
+    assert len(report["ops"]) == 12 and all(op["ms"] > 0 for op in report["ops"])
+    by_name = {(v["variant"], v["backend"]): v["runs"][0] for v in report["variants"]}
+    # the same function as the network as written, given its weights
+    assert by_name["pool first", "tensorflow"]["difference"] < 1e-6
+    assert by_name["patches", "tensorflow"]["difference"] < 1e-5
+    assert all(run["images_per_second"] > 0 for run in by_name.values())
