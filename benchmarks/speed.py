@@ -39,9 +39,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 MODELS = ("mlp", "cnn", "larger_cnn", "branch_cnn")
+ONEDNN_MARK = {True: "on", False: "off", None: "-"}  # TensorFlow's oneDNN kernels in that process
 BACKENDS = ("tensorflow", "jax", "torch")
 PLAIN = {
     "keras": os.path.join(HERE, "plain", "keras_tutorial.py"),
+    # the same script with TensorFlow's oneDNN kernels turned on, as mnistlab does by default:
+    # shows how much of mnistlab's lead is that one setting
+    "keras-onednn": os.path.join(HERE, "plain", "keras_tutorial.py"),
     "pytorch": os.path.join(HERE, "plain", "torch_loop.py"),
 }
 
@@ -82,6 +86,7 @@ def mnistlab_worker(args) -> dict:
         "val_accuracy": float(history[-1]["val_accuracy"]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "backend": meta["versions"]["backend"],
+        "onednn": meta["versions"].get("onednn"),
         "compile": meta["compile"],
         # what Keras really used: it silently turns XLA off when TF op determinism is on
         "jit_effective": bool(run.model.jit_compile),
@@ -102,6 +107,8 @@ def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> d
     else:
         command = [sys.executable, PLAIN[impl], *common]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if impl == "keras-onednn":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if done.returncode != 0:
@@ -159,6 +166,8 @@ def plan(args) -> list[tuple]:
                 continue
             jobs.append(("mnistlab", backend, model, ()))
             jobs.append(("keras", backend, model, ()))
+            if backend == "tensorflow" and args.plain_onednn:
+                jobs.append(("keras-onednn", backend, model, ()))
         if not args.sweep and "torch" in installed_backends():
             jobs.append(("pytorch", "torch", model, ()))
     return jobs
@@ -195,6 +204,7 @@ def summarize(results: dict, matmul: float, args) -> list[dict]:
                 "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
                 "val_accuracy": statistics.median(run["val_accuracy"] for run in runs),
                 "compile": runs[0].get("compile"),
+                "onednn": runs[0].get("onednn"),
             }
         )
     return rows
@@ -236,8 +246,8 @@ def markdown(rows, matmul: float, args, elapsed: float) -> str:
         return "\n".join(lines) + "\n"
     lines += [
         "| network | implementation | backend | images/s | [min-max] | x plain Keras | "
-        "x plain PyTorch | GFLOP/s | % matmul | peak RSS MB | val acc |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "x plain PyTorch | GFLOP/s | % matmul | peak RSS MB | val acc | oneDNN |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in rows:
         keras_speed = speed_of(rows, row["model"], "keras", row["backend"])
@@ -251,7 +261,7 @@ def markdown(rows, matmul: float, args, elapsed: float) -> str:
             f"| {row['model']} | {name} | {row['backend']} | {speed:.0f} | {low:.0f}-{high:.0f} | "
             f"{versus_keras} | {versus_torch} | {row['gflops']:.1f} | "
             f"{row['percent_of_matmul']:.0f}% | {row['peak_rss_mb']:.0f} | "
-            f"{row['val_accuracy']:.3f} |"
+            f"{row['val_accuracy']:.3f} | {ONEDNN_MARK[row.get('onednn')]} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -267,6 +277,12 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", action="store_true", help="compare compile settings instead")
     parser.add_argument("--sweep-steps", nargs="+", type=int, default=[1, 10])
     parser.add_argument("--tiny", action="store_true", help="a few batches, for CI")
+    parser.add_argument(
+        "--plain-onednn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the plain Keras script with oneDNN on, on TensorFlow (default: yes)",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     # worker mode (one measurement; used by the benchmark itself)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

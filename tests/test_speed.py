@@ -211,20 +211,37 @@ def test_speedrun_command_refuses_an_unknown_network_before_training():
 
 
 def _script(*args, data, timeout=120):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MNISTLAB_DATA": data}
+    # TensorFlow's kernels as a fresh shell has them: mnistlab may have set them in this process
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "MNISTLAB_DATA": data})
     env["PYTHONPATH"] = os.path.join(REPO, "src")
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout
     )
 
 
+def default_onednn() -> bool:
+    """Whether TensorFlow turns oneDNN on by itself on this CPU, asked in a clean process."""
+    code = "import tensorflow.python.util._pywrap_util_port as p; print(p.IsMklEnabled())"
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return done.stdout.strip().splitlines()[-1] == "True"
+
+
 def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script("benchmarks/speed.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.load(open(tmp_path / "speed.json"))["rows"]
-    peers = {"keras", "pytorch"} if importlib.util.find_spec("torch") else {"keras"}
+    peers = {"keras", "keras-onednn"} | (
+        {"pytorch"} if importlib.util.find_spec("torch") else set()
+    )
     assert {row["implementation"] for row in rows} == {"mnistlab"} | peers
     assert all(row["images_per_second"] > 0 and row["gflops"] > 0 for row in rows)
+    # the plain script runs TensorFlow's default kernels (oneDNN off on CPUs without AVX-512,
+    # on with it), mnistlab and the plain script's second row run oneDNN
+    kernels = {row["implementation"]: row["onednn"] for row in rows}
+    assert kernels["mnistlab"] is True and kernels["keras-onednn"] is True
+    assert kernels["keras"] is default_onednn()
     assert "| cnn | **mnistlab** | tensorflow |" in (tmp_path / "speed.md").read_text()
 
 

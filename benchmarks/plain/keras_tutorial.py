@@ -131,6 +131,10 @@ def main(argv=None) -> int:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "backend": keras.backend.backend(),
     }
+    if result["backend"] == "tensorflow":  # reported only; the script leaves TensorFlow's default
+        from mnistlab.runs import tensorflow_onednn
+
+        result["onednn"] = tensorflow_onednn()
     print(json.dumps(result))
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mnistlab.config import BACKEND_ENV, BACKENDS, DEFAULT_BACKEND
+from mnistlab.config import BACKEND_ENV, BACKENDS, DEFAULT_BACKEND, ONEDNN_DEFAULT, ONEDNN_ENV
 
 
 def use_backend(name: str | None) -> str:
@@ -38,6 +38,8 @@ def use_backend(name: str | None) -> str:
         )
     os.environ[BACKEND_ENV] = chosen
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+    if chosen == "tensorflow" and "tensorflow" not in sys.modules:
+        os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT)  # the faster kernels, see config
     return chosen
 
 

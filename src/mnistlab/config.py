@@ -16,6 +16,11 @@ HOME_ENV = "MNISTLAB_HOME"  # mnistlab's cache folder (downloads); default ~/.ca
 BACKEND_ENV = "KERAS_BACKEND"  # the Keras backend, read once when keras is first imported
 DEFAULT_BACKEND = "tensorflow"  # fastest measured on CPU: benchmarks/speed.py, README "Speed"
 BACKENDS = ("tensorflow", "jax", "torch")
+# TensorFlow's oneDNN kernels: on by default only on CPUs with AVX-512 and newer, though they
+# also train the CNNs faster on AVX2-only CPUs (README "Training speed"). TensorFlow reads this
+# once, when it loads, so mnistlab sets it first unless the user already has (=0 turns it off).
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+ONEDNN_DEFAULT = "1"
 
 
 @dataclass

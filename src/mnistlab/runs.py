@@ -167,7 +167,7 @@ def environment_versions() -> dict:
 
     backend = keras.backend.backend()
     backend_module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-    return {
+    versions = {
         "mnistlab": __version__,
         "keras": keras.__version__,
         "backend": backend,
@@ -178,3 +178,15 @@ def environment_versions() -> dict:
         "python": platform.python_version(),
         "machine": machine_description(),
     }
+    if backend == "tensorflow":
+        versions["onednn"] = tensorflow_onednn()
+    return versions
+
+
+def tensorflow_onednn() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels in this process (None if it cannot tell)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # the module is private: a later TensorFlow may move it
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
