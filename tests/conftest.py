@@ -11,6 +11,11 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# mnistlab's settings for TensorFlow (its oneDNN kernels) before any test module imports Keras,
+# so that in-process tests run the kernels users get
+from mnistlab.backend import use_backend  # noqa: E402
+
+use_backend(None)
 # The README's command gives MNISTLAB_DATA relative to the repository (../shared/data/mnist);
 # some tests run in other folders, so the path is made absolute once, against where pytest started.
 if os.environ.get("MNISTLAB_DATA"):

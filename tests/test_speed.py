@@ -237,8 +237,8 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     )
     assert {row["implementation"] for row in rows} == {"mnistlab"} | peers
     assert all(row["images_per_second"] > 0 and row["gflops"] > 0 for row in rows)
-    # the plain script runs TensorFlow's default kernels (oneDNN off on CPUs without AVX-512,
-    # on with it), mnistlab and the plain script's second row run oneDNN
+    # the plain script runs TensorFlow's default kernels (oneDNN off on CPUs without AVX-512 VNNI
+    # or newer neural-network instructions); mnistlab and the plain script's second row, oneDNN
     kernels = {row["implementation"]: row["onednn"] for row in rows}
     assert kernels["mnistlab"] is True and kernels["keras-onednn"] is True
     assert kernels["keras"] is default_onednn()

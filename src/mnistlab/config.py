@@ -16,9 +16,10 @@ HOME_ENV = "MNISTLAB_HOME"  # mnistlab's cache folder (downloads); default ~/.ca
 BACKEND_ENV = "KERAS_BACKEND"  # the Keras backend, read once when keras is first imported
 DEFAULT_BACKEND = "tensorflow"  # fastest measured on CPU: benchmarks/speed.py, README "Speed"
 BACKENDS = ("tensorflow", "jax", "torch")
-# TensorFlow's oneDNN kernels: on by default only on CPUs with AVX-512 and newer, though they
-# also train the CNNs faster on AVX2-only CPUs (README "Training speed"). TensorFlow reads this
-# once, when it loads, so mnistlab sets it first unless the user already has (=0 turns it off).
+# TensorFlow's oneDNN kernels: TensorFlow turns them on by itself only on CPUs with neural-network
+# instructions (AVX-512 VNNI or BF16, AVX-VNNI, AMX), yet on an AVX2 CPU they train the lab's
+# CNNs 1.7-3.8x as fast (README "Training speed"). TensorFlow reads this once, when it loads, so
+# mnistlab sets it first unless the user already has (=0 turns it off).
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 ONEDNN_DEFAULT = "1"
 

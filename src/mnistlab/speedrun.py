@@ -16,8 +16,9 @@ Two small CNNs with batch normalisation, one per target, each registered with it
   It trains once on the first 40,000 training images, in batches of 64.
 - ``speedrun_large`` (99.5%): 24 5x5 filters, pooling, 32 5x5 filters, pooling, 128 hidden
   units; 1.6 M multiply-adds. The small one levels off at about 99.45% (12 epochs with
-  augmentation, seeds 1 and 2), so 99.5% takes this one: three epochs of all 60,000 with
-  random rotation, zoom and shift.
+  augmentation, seeds 1 and 2), so 99.5% takes this one: four epochs of all 60,000 with
+  random rotation, zoom and shift (three, before TensorFlow's oneDNN kernels made its epochs
+  a third shorter; three reached 99.51% and then, with those kernels, 99.496%, over 5 seeds).
 
 Each convolution has no bias (batch normalisation's shift replaces it) and pools before it
 normalises and applies the ReLU, so those two run on a quarter of the numbers. The
@@ -55,7 +56,8 @@ from mnistlab.models import INPUT_SHAPE, NUM_CLASSES, get_spec, register
 # reached 99.07%, 99.07% and 99.13% on 40,000 images (seeds 1 to 3); in batches of 128,
 # 99.00% on 40,000 and 99.12% on 50,000, a quarter more images to train on (seeds 1 and 2);
 # at Keras's momentum 0.99 the normalised networks stay far below. Chosen before, and not
-# changed after, the 5-seed measurement.
+# changed after, the 5-seed measurement. The 99.5 setting's fourth epoch spends the time that
+# the oneDNN kernels freed (3 epochs took 63 s before them, 40 s with them; 99.51% and 99.496%).
 TARGETS = {
     "99.0": {
         "model": "speedrun",
@@ -68,7 +70,7 @@ TARGETS = {
         "model": "speedrun_large",
         "budget_seconds": 90.0,
         "settings": dict(
-            epochs=3,
+            epochs=4,
             train_size=0,  # all 60,000
             batch_size=128,
             learning_rate=0.01,
