@@ -22,7 +22,10 @@ from mnistlab import runs
 from tests.conftest import REPO, run_cli, synthetic_digits
 
 EPOCHS = 4
+# one-cycle, as `best` trains: its schedule is saved inside the checkpoint and must load again
+# in the fresh process that resumes (it once did not)
 RECIPE = ["--epochs", str(EPOCHS), "--batch-size", "50", "--val-size", "300", "--verbose", "2"]
+RECIPE += ["--schedule", "onecycle"]
 ERROR_TOLERANCE = 1.0  # percentage points of test error: 3 of the 300 test images
 STARTUP_TIMEOUT = 300  # seconds to wait for the first epoch (TensorFlow loads in ~10 s alone)
 
@@ -101,6 +104,7 @@ def killed_and_resumed(tmp_path_factory, digits_npz):
         epochs=EPOCHS,
         batch_size=50,
         val_size=300,
+        schedule="onecycle",
         verbose=0,
     )
     record["reference_error"] = reference.metrics["error"]

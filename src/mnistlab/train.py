@@ -298,6 +298,8 @@ def _train_locked(
     done = runs.finished_epochs(folder) if resumed else 0
     steps_per_epoch = int(np.ceil(len(split["x_train"]) / plan.local_batch_size(config.batch_size)))
     if done and os.path.exists(os.path.join(folder, runs.CHECKPOINT_FILE)):
+        import mnistlab.schedules  # noqa: F401  (registers the schedules saved with the optimizer)
+
         model = keras.saving.load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
         if config.verbose:
             print(f"Resuming {folder} after epoch {done} of {config.epochs}.", flush=True)
