@@ -10,7 +10,8 @@ Two small CNNs with batch normalisation, one per target, each registered with it
   same 6x6 windows as a 3x3 convolution over the image cut into 2x2 blocks of 4 channels,
   computed at a quarter of the positions: half the multiply-adds of ``speedrun_large``'s
   stride-1 5x5 one (a convolution over one input channel uses the CPU poorly: the tutorial
-  CNN trains at a tenth of the matrix-multiply rate, benchmarks/results/speed.md), and a
+  CNN trains at 15% of the matrix-multiply rate with oneDNN's kernels, at 7 to 10% with
+  TensorFlow's default ones, benchmarks/results/speed.md), and a
   third of the whole network's. One pass over 40,000 images takes
   it less than half as long as ``speedrun_large`` (benchmarks/results/speedrun_probe.md).
   It trains once on the first 40,000 training images, in batches of 64.
