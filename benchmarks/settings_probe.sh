@@ -7,6 +7,9 @@
 #   det-spe20:    op determinism on, 20 steps per call
 #   nondet-spe20: op determinism off, 20 steps per call
 #   plain:        benchmarks/plain/keras_tutorial.py (model.fit on numpy, Keras's defaults)
+#   default:      mnistlab's defaults (20 steps per call, determinism on, oneDNN kernels on)
+#   default-onednn-off: the same with TensorFlow's default kernels (TF_ENABLE_ONEDNN_OPTS=0)
+#   plain-onednn: the plain script with oneDNN kernels on (TF_ENABLE_ONEDNN_OPTS=1)
 # Usage: MNISTLAB_DATA=../shared/data/mnist bash benchmarks/settings_probe.sh [--xla]
 #        (defaults: PROBE_MODELS="cnn larger_cnn", PROBE_ROUNDS=2, PROBE_VARIANTS: all but xla)
 #        python benchmarks/probe_summary.py LOG   (medians of the timed epochs per variant)
@@ -24,6 +27,9 @@ probe() {  # probe VARIANT MODEL
     det-spe20) $W --model "$2" --set jit_compile=false --set steps_per_execution=20 ;;
     nondet-spe20) $W --model "$2" --set jit_compile=false --set steps_per_execution=20 --set deterministic=false ;;
     plain) python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
+    default) $W --model "$2" ;;
+    default-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 $W --model "$2" ;;
+    plain-onednn) TF_ENABLE_ONEDNN_OPTS=1 python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
   esac
 }
 variants="${PROBE_VARIANTS:-det nondet det-spe20 nondet-spe20 plain}"
