@@ -290,7 +290,7 @@ def _train_locked(
     import keras
     import numpy as np
 
-    from mnistlab.evaluate import measure
+    from mnistlab.evaluate import load_model, measure
     from mnistlab.models import NUM_CLASSES, create_model, to_input
 
     seed_everything(config.seed, config.deterministic == "true")
@@ -298,9 +298,8 @@ def _train_locked(
     done = runs.finished_epochs(folder) if resumed else 0
     steps_per_epoch = int(np.ceil(len(split["x_train"]) / plan.local_batch_size(config.batch_size)))
     if done and os.path.exists(os.path.join(folder, runs.CHECKPOINT_FILE)):
-        import mnistlab.schedules  # noqa: F401  (registers the schedules saved with the optimizer)
-
-        model = keras.saving.load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
+        # mnistlab's loader registers the schedules saved with the optimizer (one-cycle)
+        model = load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
         if config.verbose:
             print(f"Resuming {folder} after epoch {done} of {config.epochs}.", flush=True)
     else:
