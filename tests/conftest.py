@@ -71,6 +71,21 @@ def trained_run(tmp_path_factory, tiny_data):
     return folder
 
 
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow's kernel switch, which mnistlab sets (backend.py)
+
+
+def fresh_python(code: str, **env_changes: str) -> str:
+    """Runs code in a new interpreter with neither the kernel switch nor a Keras backend set
+    (as a fresh shell has them) plus env_changes; returns its last printed line."""
+    env = {k: v for k, v in os.environ.items() if k not in (ONEDNN, "KERAS_BACKEND")}
+    env.update(env_changes)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def run_cli(*args, env=None, timeout=300):
     """Runs ``python -m mnistlab ARGS`` in a fresh process; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
-
-
-def fresh_python(code: str, **env_changes: str) -> str:
-    """Runs code in a new interpreter (nothing imported yet); returns its last printed line."""
-    env = {k: v for k, v in os.environ.items() if k not in (ONEDNN, "KERAS_BACKEND")}
-    env.update(env_changes)
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip().splitlines()[-1]
+from tests.conftest import ONEDNN, fresh_python
 
 
 @pytest.mark.parametrize(

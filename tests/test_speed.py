@@ -10,7 +10,7 @@ import time
 import pytest
 
 from mnistlab import flops
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, fresh_python, run_cli
 
 
 def _model(*layers_after_input, shape):
@@ -223,9 +223,7 @@ def _script(*args, data, timeout=120):
 def default_onednn() -> bool:
     """Whether TensorFlow turns oneDNN on by itself on this CPU, asked in a clean process."""
     code = "import tensorflow.python.util._pywrap_util_port as p; print(p.IsMklEnabled())"
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    return done.stdout.strip().splitlines()[-1] == "True"
+    return fresh_python(code) == "True"
 
 
 def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
