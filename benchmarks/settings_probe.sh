@@ -10,6 +10,8 @@
 #   default:      mnistlab's defaults (20 steps per call, determinism on, oneDNN kernels on)
 #   default-onednn-off: the same with TensorFlow's default kernels (TF_ENABLE_ONEDNN_OPTS=0)
 #   plain-onednn: the plain script with oneDNN kernels on (TF_ENABLE_ONEDNN_OPTS=1)
+#   plain-onednn-off: the plain script with them off (=0; TensorFlow's default on CPUs without
+#                 AVX-512 VNNI or BF16, AVX-VNNI or AMX; on CPUs with them TensorFlow turns them on)
 # Usage: MNISTLAB_DATA=../shared/data/mnist bash benchmarks/settings_probe.sh [--xla]
 #        (defaults: PROBE_MODELS="cnn larger_cnn", PROBE_ROUNDS=2, PROBE_VARIANTS: all but xla)
 #        python benchmarks/probe_summary.py LOG   (medians of the timed epochs per variant)
@@ -30,6 +32,7 @@ probe() {  # probe VARIANT MODEL
     default) $W --model "$2" ;;
     default-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 $W --model "$2" ;;
     plain-onednn) TF_ENABLE_ONEDNN_OPTS=1 python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
+    plain-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
   esac
 }
 variants="${PROBE_VARIANTS:-det nondet det-spe20 nondet-spe20 plain}"

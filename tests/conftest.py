@@ -106,3 +106,9 @@ def real_data_path():
 needs_mnist = pytest.mark.skipif(
     not real_data_path(), reason="set MNISTLAB_DATA to the MNIST folder to run this test"
 )
+
+
+def default_onednn() -> bool:
+    """Whether TensorFlow turns oneDNN on by itself on this CPU, asked in a clean process."""
+    code = "import tensorflow.python.util._pywrap_util_port as p; print(p.IsMklEnabled())"
+    return fresh_python(code) == "True"

@@ -52,3 +52,49 @@ def test_nothing_is_set_once_tensorflow_is_loaded():
         f"print(os.environ.get({ONEDNN!r}))"
     )
     assert fresh_python(code) == "None"
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "cnn"], "1"),  # the CNNs: oneDNN, measured faster
+        (["train", "mlp"], "0"),  # the MLP: off, oneDNN measured slower
+        (["train", "--resume", "{mlp_run}"], "0"),  # the network from the run's config.json
+        (["train", "--resume", "{cnn_run}"], "1"),
+        (["ensemble", "mlp", "--members", "2"], "0"),
+        (["evaluate", "runs/x"], "1"),  # names no network: the default
+    ],
+)
+def test_the_network_decides_the_kernels(tmp_path, argv, expected):
+    """The CLI sets the kernels up for the network it will train, before Keras loads."""
+    folders = {}
+    for model in ("mlp", "cnn"):
+        folder = tmp_path / f"{model}_run"
+        folder.mkdir()
+        (folder / "config.json").write_text(f'{{"model": "{model}"}}')
+        folders[f"{model}_run"] = str(folder)
+    argv = [part.format(**folders) for part in argv]
+    code = (
+        "import os, sys\n"
+        "from mnistlab.backend import use_backend\n"
+        "from mnistlab.cli import build_parser, network_of\n"
+        f"use_backend('tensorflow', network_of(build_parser().parse_args({argv!r})))\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        f"print(os.environ.get({ONEDNN!r}))"
+    )
+    assert fresh_python(code) == expected
+
+
+def test_training_the_mlp_runs_tensorflow_s_default_kernels(tmp_path):
+    """Python API end to end: mnistlab.train('mlp') in a fresh process turns oneDNN off (on any
+    CPU: TensorFlow turns it on by itself on some), and meta.json says what ran."""
+    code = (
+        "import json, numpy as np, mnistlab\n"
+        "from mnistlab.runs import tensorflow_onednn\n"
+        "x = np.zeros((40, 28, 28), np.uint8); y = np.arange(40, dtype=np.uint8) % 10\n"
+        f"run = mnistlab.train('mlp', data=((x, y), (x, y)), out={str(tmp_path / 'r')!r},\n"
+        "    epochs=1, val_size=0, verbose=0)\n"
+        "meta = json.load(open(run.path + '/meta.json'))\n"
+        "print(tensorflow_onednn(), meta['versions']['onednn'])"
+    )
+    assert fresh_python(code) == "False False"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from mnistlab import flops
-from tests.conftest import REPO, fresh_python, run_cli
+from tests.conftest import REPO, default_onednn, run_cli
 
 
 def _model(*layers_after_input, shape):
@@ -218,12 +218,6 @@ def _script(*args, data, timeout=120):
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout
     )
-
-
-def default_onednn() -> bool:
-    """Whether TensorFlow turns oneDNN on by itself on this CPU, asked in a clean process."""
-    code = "import tensorflow.python.util._pywrap_util_port as p; print(p.IsMklEnabled())"
-    return fresh_python(code) == "True"
 
 
 def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):

@@ -8,11 +8,14 @@ import sys
 from mnistlab.config import BACKEND_ENV, BACKENDS, DEFAULT_BACKEND, ONEDNN_DEFAULT, ONEDNN_ENV
 
 
-def use_backend(name: str | None) -> str:
+def use_backend(name: str | None, model: str | None = None) -> str:
     """Selects the Keras backend before Keras is imported; returns the backend in force.
 
     Args:
         name: "tensorflow", "jax", "torch", or None for $KERAS_BACKEND, else the default.
+        model: the registered network this process will train, if known: on TensorFlow, its
+            ``ModelSpec.onednn`` turns the oneDNN kernels on or off (faster for the CNNs, slower
+            for the MLP). None or an unknown name: on. The user's own setting wins.
 
     Raises:
         ValueError: for an unknown name, or when Keras was already imported with another
@@ -38,9 +41,17 @@ def use_backend(name: str | None) -> str:
         )
     os.environ[BACKEND_ENV] = chosen
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
-    if chosen == "tensorflow" and "tensorflow" not in sys.modules:
-        os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT)  # the faster kernels, see config
+    if chosen == "tensorflow" and "tensorflow" not in sys.modules:  # the faster kernels (config)
+        os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT if wants_onednn(model) else "0")
     return chosen
+
+
+def wants_onednn(model: str | None) -> bool:
+    """Whether TensorFlow's oneDNN kernels are the faster ones for this network (models.py)."""
+    from mnistlab.models import REGISTRY  # registers the builders; imports no Keras
+
+    spec = REGISTRY.get(model) if model else None
+    return spec is None or spec.onednn
 
 
 def keras():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
 
 COMMAND_MODULES = [
@@ -54,6 +56,22 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def network_of(args) -> str | None:
+    """The network a command will train, where it says (``train MODEL``, ``train --resume RUN``),
+    so that the backend is set up for it before Keras loads; None where it does not say."""
+    model = getattr(args, "model", None)
+    resume = getattr(args, "resume", None)
+    if not model and isinstance(resume, str):
+        from mnistlab.runs import CONFIG_FILE
+
+        try:
+            with open(os.path.join(resume, CONFIG_FILE)) as handle:
+                model = json.load(handle).get("model")
+        except (OSError, ValueError, AttributeError):
+            return None  # train() reports the bad folder itself
+    return model if isinstance(model, str) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from mnistlab.backend import use_backend
 
-        use_backend(getattr(args, "backend", None))
+        use_backend(getattr(args, "backend", None), network_of(args))
         status = args.func(args)
     except (ValueError, FileNotFoundError) as error:  # user errors: one clear line, no traceback
         print(f"mnistlab {args.command}: error: {error}", file=sys.stderr)

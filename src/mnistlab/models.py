@@ -25,16 +25,28 @@ class ModelSpec:
     description: str
     tutorial_error: float | None = None  # percent test error the tutorial reports, if any
     recipe: dict | None = None  # training defaults that differ from config.TrainConfig's
+    # TensorFlow's oneDNN kernels for this network (config.ONEDNN_ENV): True turns them on, False
+    # off, where they measured slower (the MLP); the user's own setting of the variable wins
+    onednn: bool = True
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, description: str, tutorial_error: float | None = None, **recipe):
+def register(
+    name: str,
+    description: str,
+    tutorial_error: float | None = None,
+    *,
+    onednn: bool = True,
+    **recipe,
+):
     """Decorator that adds a builder to REGISTRY under ``name``."""
 
     def wrap(builder: Callable) -> Callable:
-        REGISTRY[name] = ModelSpec(name, builder, description, tutorial_error, recipe or None)
+        REGISTRY[name] = ModelSpec(
+            name, builder, description, tutorial_error, recipe or None, onednn
+        )
         return builder
 
     return wrap
@@ -79,7 +91,12 @@ def measured_errors() -> dict:
 # --- The tutorial's four networks -------------------------------------------------------
 
 
-@register("mlp", "baseline multi-layer perceptron: one hidden layer of 784 units", 1.74)
+@register(
+    "mlp",
+    "baseline multi-layer perceptron: one hidden layer of 784 units",
+    1.74,
+    onednn=False,  # two matrix products: oneDNN slower (results/probe_onednn_mlp.md)
+)
 def mlp():
     import keras
     from keras import layers

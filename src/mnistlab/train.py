@@ -272,8 +272,9 @@ def train(
     from mnistlab import distribute as distribution
     from mnistlab.backend import use_backend
 
-    distribution.check_strategy(distribute, use_backend(backend))  # before any folder is made
     config = resolve_config(model, config_file, resume, **overrides)
+    # before any folder is made; the network decides TensorFlow's kernels (backend.use_backend)
+    distribution.check_strategy(distribute, use_backend(backend, config.model))
     folder = resume or out or default_out(config.model)
     if not resume and os.path.exists(os.path.join(folder, runs.CONFIG_FILE)):
         raise ValueError(
