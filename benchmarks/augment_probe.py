@@ -118,13 +118,15 @@ def main(argv=None) -> int:
         warp_ms[name] = (time.perf_counter() - started) / 50 * 1000
 
     sys.path.insert(0, HERE)
-    from speed import cpu_model, write_table
+    from speed import write_table
+
+    from mnistlab.runs import machine_description
 
     base = statistics.median(seconds["numpy arrays, no augmentation"])
     lines = [
         "# Augmentation: what it costs an epoch",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores. Command: `python "
+        f"Machine: {machine_description()}. Command: `python "
         f"benchmarks/augment_probe.py{' --tiny' if args.tiny else ''}`. Network: `speedrun`, "
         f"batch 128, {count} images an epoch, median of {repeats} interleaved rounds.",
         "",

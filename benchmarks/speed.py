@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -125,17 +124,6 @@ def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> d
 # --- the whole benchmark -------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def write_table(folder: str, name: str, lines: list[str]) -> str:
     """Writes a results page (lines of Markdown) to folder/name, prints it and returns it."""
     text = "\n".join(lines) + "\n"
@@ -218,10 +206,12 @@ def speed_of(rows, model, impl, backend):
 
 
 def markdown(rows, matmul: float, args, elapsed: float) -> str:
+    from mnistlab.runs import machine_description
+
     lines = [
         "# Training speed",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores. numpy float32 matrix multiply: "
+        f"Machine: {machine_description()}. numpy float32 matrix multiply: "
         f"**{matmul:.1f} GFLOP/s** (best of the run). {args.rounds} rounds, interleaved, each "
         f"measurement a fresh process: one warm-up epoch, then {args.timed_epochs} timed "
         f"epoch(s) of {args.train_images} training + {args.val_images} validation images, "
@@ -319,13 +309,17 @@ def main(argv=None) -> int:
             )
         matmul.append(matmul_gflops(matrix_size))
     rows = summarize(results, max(matmul), args)
+    from mnistlab.runs import machine_description
+
     name = "settings" if args.sweep else "speed"
     os.makedirs(args.out, exist_ok=True)
     text = markdown(rows, max(matmul), args, time.perf_counter() - started)
     with open(os.path.join(args.out, f"{name}.md"), "w") as handle:
         handle.write(text)
     with open(os.path.join(args.out, f"{name}.json"), "w") as handle:
-        json.dump({"cpu": cpu_model(), "matmul_gflops": matmul, "rows": rows}, handle, indent=1)
+        json.dump(
+            {"cpu": machine_description(), "matmul_gflops": matmul, "rows": rows}, handle, indent=1
+        )
     print(text)
     return 0
 

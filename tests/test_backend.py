@@ -98,3 +98,26 @@ def test_training_the_mlp_runs_tensorflow_s_default_kernels(tmp_path):
         "print(tensorflow_onednn(), meta['versions']['onednn'])"
     )
     assert fresh_python(code) == "False False"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("fpu sse2 avx avx2 fma", "Some CPU, {n} cores (AVX2)"),
+        (
+            "avx2 avx512f avx512_vnni avx512_bf16",
+            "Some CPU, {n} cores (AVX-512 VNNI, AVX-512 BF16)",
+        ),
+        ("sse2", "Some CPU, {n} cores"),
+    ],
+)
+def test_the_machine_record_names_the_instructions_that_decide_tensorflow_s_kernels(
+    tmp_path, flags, expected
+):
+    import os
+
+    from mnistlab.runs import machine_description
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert machine_description(str(cpuinfo)) == expected.format(n=os.cpu_count())

@@ -145,17 +145,34 @@ def check_complete(folder: str) -> None:
     )
 
 
-def machine_description() -> str:
-    model = platform.processor() or platform.machine()
+# CPU instructions that decide TensorFlow's kernels: with any of these TensorFlow turns its oneDNN
+# kernels on by itself, and bfloat16 runs in hardware (runs are only comparable on like CPUs)
+CPU_FEATURES = {
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx_vnni": "AVX-VNNI",
+    "amx_tile": "AMX",
+}
+
+
+def machine_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model and core count, with its neural-network instructions (or AVX2 alone)."""
+    model, flags = platform.processor() or platform.machine(), set()
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open(cpuinfo) as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
                     break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores"
+    features = [label for flag, label in CPU_FEATURES.items() if flag in flags]
+    features = features or (["AVX2"] if "avx2" in flags else [])
+    extra = f" ({', '.join(features)})" if features else ""
+    return f"{model}, {os.cpu_count()} cores{extra}"
 
 
 def environment_versions() -> dict:
