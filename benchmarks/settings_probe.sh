@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # Compares TensorFlow compile settings for mnistlab's training against the plain Keras script,
-# 3 epochs of 12,000 images (the first is warm-up), each in its own process, interleaved rounds.
+# 3 epochs of 12,000 images (PROBE_IMAGES; the first epoch is warm-up), each in its own process,
+# interleaved rounds.
 # This is the measurement behind train.FAST_SETTINGS; logs in benchmarks/results/probe_*.log.
 #   det:          op determinism on, 1 step per compiled call
 #   nondet:       op determinism off, 1 step per call
 #   det-spe20:    op determinism on, 20 steps per call
 #   nondet-spe20: op determinism off, 20 steps per call
 #   plain:        benchmarks/plain/keras_tutorial.py (model.fit on numpy, Keras's defaults)
-#   default:      mnistlab's defaults (20 steps per call, determinism on, oneDNN kernels on)
-#   default-onednn-off: the same with TensorFlow's default kernels (TF_ENABLE_ONEDNN_OPTS=0)
+#   default:      mnistlab's defaults (20 steps per call, determinism on, oneDNN per network)
+#   default-onednn-off: the same with oneDNN's kernels off (TF_ENABLE_ONEDNN_OPTS=0)
+#   default-onednn-on: the same with them on (=1; for the MLP mnistlab's default is off)
 #   plain-onednn: the plain script with oneDNN kernels on (TF_ENABLE_ONEDNN_OPTS=1)
 #   plain-onednn-off: the plain script with them off (=0; TensorFlow's default on CPUs without
 #                 AVX-512 VNNI or BF16, AVX-VNNI or AMX; on CPUs with them TensorFlow turns them on)
 # Usage: MNISTLAB_DATA=../shared/data/mnist bash benchmarks/settings_probe.sh [--xla]
-#        (defaults: PROBE_MODELS="cnn larger_cnn", PROBE_ROUNDS=2, PROBE_VARIANTS: all but xla)
+#        (defaults: PROBE_MODELS="cnn larger_cnn", PROBE_ROUNDS=2, PROBE_VARIANTS: all but xla,
+#        PROBE_IMAGES=12000 training images an epoch)
 #        python benchmarks/probe_summary.py LOG   (medians of the timed epochs per variant)
 set -u
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH="$PWD/src" KERAS_BACKEND=tensorflow
-C="--epochs 3 --train-images 12000 --val-images 2000"
+C="--epochs 3 --train-images ${PROBE_IMAGES:-12000} --val-images 2000"
 show='import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print([round(x,2) for x in d["epoch_seconds"]], round(d.get("fit_seconds",0),2), d.get("val_accuracy"))'
 W="python benchmarks/speed.py --worker --backend tensorflow $C"
 probe() {  # probe VARIANT MODEL
@@ -31,6 +34,7 @@ probe() {  # probe VARIANT MODEL
     plain) python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
     default) $W --model "$2" ;;
     default-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 $W --model "$2" ;;
+    default-onednn-on) TF_ENABLE_ONEDNN_OPTS=1 $W --model "$2" ;;
     plain-onednn) TF_ENABLE_ONEDNN_OPTS=1 python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
     plain-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
   esac
