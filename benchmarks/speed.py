@@ -86,6 +86,7 @@ def mnistlab_worker(args) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "backend": meta["versions"]["backend"],
         "onednn": meta["versions"].get("onednn"),
+        "precision": run.config.precision,
         "compile": meta["compile"],
         # what Keras really used: it silently turns XLA off when TF op determinism is on
         "jit_effective": bool(run.model.jit_compile),
@@ -100,7 +101,7 @@ def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> d
         "--model", model, "--epochs", str(1 + args.timed_epochs),
         "--train-images", str(args.train_images), "--val-images", str(args.val_images),
     ]  # fmt: skip
-    if impl == "mnistlab":
+    if impl.startswith("mnistlab"):
         command = [sys.executable, __file__, "--worker", "--backend", backend, *common]
         command += [part for item in settings for part in ("--set", item)]
     else:
@@ -153,6 +154,8 @@ def plan(args) -> list[tuple]:
                         jobs.append(("mnistlab", backend, model, settings))
                 continue
             jobs.append(("mnistlab", backend, model, ()))
+            if args.bf16:
+                jobs.append(("mnistlab-bf16", backend, model, ("precision=mixed_bfloat16",)))
             jobs.append(("keras", backend, model, ()))
             if backend == "tensorflow" and args.plain_onednn:
                 jobs.append(("keras-onednn", backend, model, ()))
@@ -193,6 +196,7 @@ def summarize(results: dict, matmul: float, args) -> list[dict]:
                 "val_accuracy": statistics.median(run["val_accuracy"] for run in runs),
                 "compile": runs[0].get("compile"),
                 "onednn": runs[0].get("onednn"),
+                "precision": runs[0].get("precision", "float32"),
             }
         )
     return rows
@@ -272,6 +276,11 @@ def main(argv=None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also time the plain Keras script with oneDNN on, on TensorFlow (default: yes)",
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time mnistlab with --precision mixed_bfloat16 (row mnistlab-bf16)",
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     # worker mode (one measurement; used by the benchmark itself)

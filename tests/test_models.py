@@ -69,3 +69,33 @@ def test_to_input_scales_and_adds_channel():
     assert scaled.min() == 0.0 and scaled.max() == 1.0
     with pytest.raises(ValueError, match="shape"):
         to_input(np.zeros((2, 32, 32)))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "best"])
+def test_mixed_bfloat16_computes_the_float32_network_in_bfloat16(name, tiny_data):
+    """Same layers and weights as the float32 network; hidden layers compute in bfloat16 and
+    keep float32 weights, the output layer computes in float32; Keras's global policy is left
+    as it was."""
+    import keras
+
+    (x_train, _), _ = tiny_data
+    mixed = create_model(name, "mixed_bfloat16")
+    plain = create_model(name)
+    assert keras.config.dtype_policy().name == "float32"
+    assert [type(layer) for layer in mixed.layers] == [type(layer) for layer in plain.layers]
+    assert all(weight.dtype == "float32" for weight in mixed.weights)
+    hidden = [layer for layer in mixed.layers[1:-1] if layer.weights]
+    assert hidden and all(layer.compute_dtype == "bfloat16" for layer in hidden)
+    assert mixed.layers[-1].compute_dtype == "float32"
+    plain.set_weights(mixed.get_weights())
+    images = to_input(x_train[:16])
+    probabilities = np.asarray(mixed(images, training=False))
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # bfloat16 keeps 8 significant bits: the same network, within that rounding
+    np.testing.assert_allclose(probabilities, plain(images, training=False), atol=0.03)
+
+
+def test_unknown_precision_names_the_choices():
+    with pytest.raises(ValueError, match="float32, mixed_bfloat16"):
+        create_model("cnn", "float16")

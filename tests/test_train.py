@@ -135,3 +135,22 @@ def test_early_stopping_on_the_test_set_is_refused(tmp_path, tiny_data):
 def test_architecture_name_is_not_a_trained_model():
     with pytest.raises(ValueError, match="architecture, not a trained model"):
         mnistlab.load_model("cnn")
+
+
+def test_a_mixed_bfloat16_run_learns_and_reloads_as_it_trained(tmp_path, tiny_data):
+    run = mnistlab.train(
+        "cnn",
+        data=tiny_data,
+        out=str(tmp_path / "bf16"),
+        epochs=2,
+        val_size=200,
+        precision="mixed_bfloat16",
+        verbose=0,
+    )
+    assert run.metrics["error"] < 10  # the synthetic bars are easy; chance is 90%
+    assert runs.read_json(os.path.join(run.path, "config.json"))["precision"] == "mixed_bfloat16"
+    again = mnistlab.load_model(run.path)
+    assert [layer.dtype_policy.name for layer in again.layers] == [
+        layer.dtype_policy.name for layer in run.model.layers
+    ]
+    assert again.layers[1].compute_dtype == "bfloat16"

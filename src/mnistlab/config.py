@@ -51,6 +51,9 @@ class TrainConfig:
     # true: TensorFlow's deterministic ops, so a rerun gives the same weights bit for bit; false:
     # TensorFlow's default ops. No speed difference measured on the CPU (results/probe_determinism)
     deterministic: str = "true"
+    # float32, or mixed_bfloat16: layers compute in bfloat16 and keep float32 weights; the output
+    # layer stays float32. Pays only where bfloat16 runs in hardware (README "Training speed")
+    precision: str = "float32"
     verbose: int = 2  # 0 silent, 1 progress bar, 2 one line per epoch (the tutorial's)
 
     @classmethod
@@ -122,6 +125,7 @@ class TrainConfig:
                 "jit_compile must be auto, true or false",
             ),
             (self.deterministic in ("true", "false"), "deterministic must be true or false"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2"),
         ]
         for ok, message in checks:
@@ -134,6 +138,7 @@ class TrainConfig:
 
 SCHEDULES = ("constant", "onecycle", "exponential")
 AUGMENTS = ("none", "affine", "elastic")
+PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies a run may train under
 
 
 def cache_dir() -> str:

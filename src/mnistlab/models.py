@@ -58,25 +58,49 @@ def get_spec(name: str) -> ModelSpec:
     return REGISTRY[name]
 
 
-def create_model(name: str):
+def create_model(name: str, precision: str = "float32"):
     """Builds a fresh, untrained model by registry name.
 
     Args:
         name: a key of REGISTRY, e.g. "cnn".
+        precision: "float32", or "mixed_bfloat16": every layer computes in bfloat16 and keeps
+            float32 weights, except the output layer, which computes in float32 so that the
+            probabilities and the loss keep their precision.
 
     Returns:
-        A keras.Model mapping (batch, 28, 28, 1) float32 in [0, 1] to (batch, 10) probabilities.
+        A keras.Model mapping (batch, 28, 28, 1) float32 in [0, 1] to (batch, 10) float32
+        probabilities.
 
     Example:
         >>> model = create_model("mlp")
         >>> model.count_params()
         623290
     """
-    spec = get_spec(name)
-    from mnistlab.backend import keras
+    from mnistlab.config import PRECISIONS
 
-    keras()  # makes sure the backend is chosen before the builder imports keras
-    return spec.builder()
+    spec = get_spec(name)
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision '{precision}'. Available: {', '.join(PRECISIONS)}.")
+    from mnistlab.backend import keras as keras_module
+
+    keras = keras_module()  # makes sure the backend is chosen before the builder imports keras
+    if precision == "float32":
+        return spec.builder()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        model = spec.builder()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    output_layer = model.layers[-1]
+
+    def float32_output(layer):
+        config = layer.get_config()
+        if layer is output_layer:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=float32_output)
 
 
 def measured_errors() -> dict:

@@ -305,7 +305,7 @@ def _train_locked(
             print(f"Resuming {folder} after epoch {done} of {config.epochs}.", flush=True)
     else:
         done = 0
-        model = create_model(config.model)
+        model = create_model(config.model, config.precision)
         compile_model(model, config, steps_per_epoch)
     runs.write_json(os.path.join(folder, runs.CONFIG_FILE), config.to_dict())
     meta = {
@@ -389,6 +389,7 @@ def add_config_arguments(parser) -> None:
         "jit_compile": "auto, true or false",
         "steps_per_execution": "train steps per compiled call (0 = measured default)",
         "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
+        "precision": "float32, or mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
     }
     for key, help_text in helps.items():
