@@ -8,6 +8,7 @@ with --record the measured errors that `mnistlab models` shows.
 Usage:
     MNISTLAB_DATA=../shared/data/mnist python benchmarks/reproduce_tutorial.py --seeds 7 8 9
     python benchmarks/reproduce_tutorial.py --tiny      # a few batches; what CI runs
+    ... --precision mixed_bfloat16 --name reproduce-bf16 --out runs/reproduce-bf16
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import time
 
 import mnistlab
 from mnistlab import runs
+from mnistlab.config import PRECISIONS
 from mnistlab.models import MEASURED_FILE, REGISTRY
 
 TUTORIAL_MODELS = ["mlp", "cnn", "larger_cnn", "branch_cnn"]
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def train_once(model: str, seed: int, out: str, tiny: bool) -> dict:
+def train_once(model: str, seed: int, out: str, tiny: bool, precision: str = "float32") -> dict:
     folder = os.path.join(out, f"{model}-seed{seed}")
     if runs.is_complete(folder):
         metrics = runs.read_json(os.path.join(folder, runs.METRICS_FILE))
@@ -39,6 +41,7 @@ def train_once(model: str, seed: int, out: str, tiny: bool) -> dict:
             resume=resume,
             seed=None if resume else seed,
             val_size=None if resume else 0,
+            precision=None if resume else precision,
             verbose=0,
             **settings,
         )
@@ -72,13 +75,17 @@ def summarise(results: list[dict]) -> dict:
     return summary
 
 
-def markdown(summary: dict, machine: str, seeds: list[int], tiny: bool) -> str:
+def markdown(
+    summary: dict, machine: str, seeds: list[int], tiny: bool, precision: str = "float32"
+) -> str:
     protocol = (
         "TINY smoke mode (1 epoch on 400 images): not a result"
         if tiny
         else "the tutorial's (60,000 training images, validated on the test set, Adam, "
         "batch 200, 10 epochs)"
     )
+    if precision != "float32":
+        protocol += f", trained in {precision} (`--precision {precision}`)"
     lines = [
         f"Machine: {machine}. Seeds: {', '.join(map(str, seeds))}. Protocol: {protocol}.",
         "",
@@ -114,12 +121,21 @@ def main(argv=None) -> int:
         help="write the errors into mnistlab's measured.json (`mnistlab models`)",
     )
     parser.add_argument("--results", default=RESULTS_DIR, help="where to write the table")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="train in float32 (the tutorial's) or mixed_bfloat16",
+    )
+    parser.add_argument("--name", help="results file name (default reproduce, or reproduce_tiny)")
     args = parser.parse_args(argv)
+    if args.record and args.precision != "float32":
+        parser.error("--record keeps the tutorial's float32 figures; drop it with --precision")
     results = []
     for seed in args.seeds:  # seed-major order: every model gets a result early
         for model in args.models:
             started = time.perf_counter()
-            result = train_once(model, seed, args.out, args.tiny)
+            result = train_once(model, seed, args.out, args.tiny, args.precision)
             results.append(result)
             print(
                 f"{model} seed {seed}: {result['error']:.2f}% "
@@ -127,9 +143,9 @@ def main(argv=None) -> int:
                 flush=True,
             )
     summary = summarise(results)
-    table = markdown(summary, runs.machine_description(), args.seeds, args.tiny)
+    table = markdown(summary, runs.machine_description(), args.seeds, args.tiny, args.precision)
     print(table)
-    name = "reproduce_tiny" if args.tiny else "reproduce"
+    name = args.name or ("reproduce_tiny" if args.tiny else "reproduce")
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, f"{name}.md"), "w") as handle:
         handle.write(table)
