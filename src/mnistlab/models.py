@@ -256,11 +256,10 @@ def to_input(images):
 # dropout, trained with affine augmentation, label smoothing and a one-cycle schedule, after
 # Chris Deotte's Kaggle recipe ("How to choose CNN architecture MNIST"). `deotte` is his
 # network (15M multiply-adds per image); `best` shrinks the map with strided 3x3 convs early
-# (6.5M), to fit a shared 2-core CPU: about 60-70 s an epoch there with the tf.data augmentation
-# pipeline, so its 20 epochs take about 23 minutes. It holds out 1,000 images, not 5,000: on
-# 59,000 images for 20 epochs it reached 0.41% test error over 3 seeds, against 0.44% on
-# 55,000 for 18 (24 epochs on 55,000 did no better for seed 7).
-# Measured: benchmarks/results/best.md (best.py), benchmarks/results/ensemble.md.
+# (6.5M), to fit a shared 2-core CPU. It holds out 1,000 images, not 5,000. 20 epochs (60-70 s
+# each on an AVX2 EPYC, 23 minutes) reached 0.41% test error over 3 seeds (results/best.md);
+# 40 epochs (16-18 s each on an AVX-512 EPYC, 11 minutes) reached 0.36%, with validation error
+# 0.30% against 0.37% for the same seeds and folds, which decided the change (best-e40.md).
 
 
 def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
@@ -274,7 +273,7 @@ def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "val
 @register(
     "best",
     "modern CNN sized for a 2-core CPU: conv-BN blocks, strided 3x3 convs, dropout",
-    epochs=20,  # about 23 minutes on the 2-core CPU (benchmarks/results/best.md)
+    epochs=40,  # 11 minutes on a 2-core AVX-512 EPYC (benchmarks/results/best-e40.md)
     batch_size=128,
     learning_rate=0.003,
     schedule="onecycle",
