@@ -11,6 +11,8 @@
 #   default:      mnistlab's defaults (20 steps per call, determinism on, oneDNN per network)
 #   default-onednn-off: the same with oneDNN's kernels off (TF_ENABLE_ONEDNN_OPTS=0)
 #   default-onednn-on: the same with them on (=1; for the MLP mnistlab's default is off)
+#   bf16:         mnistlab's defaults with --precision mixed_bfloat16
+#   bf16-nondet:  the same with op determinism off
 #   plain-onednn: the plain script with oneDNN kernels on (TF_ENABLE_ONEDNN_OPTS=1)
 #   plain-onednn-off: the plain script with them off (=0; TensorFlow's default on CPUs without
 #                 AVX-512 VNNI or BF16, AVX-VNNI or AMX; on CPUs with them TensorFlow turns them on)
@@ -35,6 +37,8 @@ probe() {  # probe VARIANT MODEL
     default) $W --model "$2" ;;
     default-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 $W --model "$2" ;;
     default-onednn-on) TF_ENABLE_ONEDNN_OPTS=1 $W --model "$2" ;;
+    bf16) $W --model "$2" --set precision=mixed_bfloat16 ;;
+    bf16-nondet) $W --model "$2" --set precision=mixed_bfloat16 --set deterministic=false ;;
     plain-onednn) TF_ENABLE_ONEDNN_OPTS=1 python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
     plain-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
   esac
