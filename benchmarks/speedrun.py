@@ -167,12 +167,11 @@ def main(argv=None) -> int:
     if not args.tiny:  # the smoke test needs the code path once, not the measurement twice
         sticks.append(yardstick(args))
 
-    sys.path.insert(0, HERE)
-    from speed import cpu_model
+    from mnistlab.runs import machine_description
 
     command = "python benchmarks/speedrun.py " + " ".join(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.out, exist_ok=True)
-    text = write_markdown(reports, cpu_model(), command.strip(), sticks)
+    text = write_markdown(reports, machine_description(), command.strip(), sticks)
     with open(os.path.join(args.out, "speedrun.md"), "w") as handle:
         handle.write(text)
     with open(os.path.join(args.out, "speedrun.json"), "w") as handle:

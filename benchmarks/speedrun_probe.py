@@ -86,12 +86,14 @@ def main(argv=None) -> int:
             print(f"{shown}, {label}: {seconds} s, {accuracy}%", flush=True)
 
     sys.path.insert(0, HERE)
-    from speed import cpu_model, write_table
+    from speed import write_table
+
+    from mnistlab.runs import machine_description
 
     lines = [
         f"# Speedrun probe: networks and settings (seeds {', '.join(map(str, SEEDS))})",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores. Command: `python "
+        f"Machine: {machine_description()}. Command: `python "
         f"benchmarks/speedrun_probe.py{' --tiny' if args.tiny else ''}`. Each row is "
         "`mnistlab speedrun` with the target's settings and the changes named; seconds are its "
         "training clock (tracing included, test measures not). Targets' settings: "

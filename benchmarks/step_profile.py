@@ -273,16 +273,17 @@ def main(argv=None) -> int:
     os.environ["KERAS_BACKEND"] = "tensorflow"
     rows, step_ms = op_table(args.rounds, 2 if args.tiny else 20)
 
-    from speed import cpu_model, write_table
+    from speed import write_table
 
     from mnistlab.flops import matmul_gflops
+    from mnistlab.runs import machine_description
 
     matmul = matmul_gflops(512 if args.tiny else 2048)
     total = sum(row["ms"] for row in rows)
     lines = [
         "# Where a training step of `cnn` goes",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores; numpy's float32 matrix multiply: "
+        f"Machine: {machine_description()}; numpy's float32 matrix multiply: "
         f"{matmul:.1f} GFLOP/s in this run. Command: `python benchmarks/step_profile.py"
         f"{' --tiny' if args.tiny else f' --rounds {args.rounds}'}` "
         f"({(time.time() - started) / 60:.1f} min).",

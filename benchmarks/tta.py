@@ -140,13 +140,15 @@ def main(argv=None) -> int:
         for name in ensemble
     }
     sys.path.insert(0, HERE)
-    from speed import cpu_model, write_table
+    from speed import write_table
+
+    from mnistlab.runs import machine_description
 
     result = {
         "command": "python benchmarks/tta.py --runs "
         + " ".join(args.runs)
         + f" --name {args.name}",
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+        "machine": machine_description(),
         "written": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": time.perf_counter() - started,
         "sets": SETS,
