@@ -84,7 +84,7 @@ def write_markdown(reports: list[dict], cpu: str, command: str, sticks: list[dic
     lines = [
         "# Speedrun: time to test accuracy",
         "",
-        f"Machine: {cpu}, {os.cpu_count()} cores. Command: `{command}`. Each target runs in one "
+        f"Machine: {cpu}. Command: `{command}`. Each target runs in one "
         "fresh process; every seed trains a fresh model (tracing the training step included in "
         "its training seconds). Training seconds = the stopwatch in mnistlab.speedrun: every "
         "training step from the start of each epoch to its last step; the clock stops while "
