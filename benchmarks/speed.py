@@ -53,7 +53,14 @@ PLAIN = {
 
 
 def mnistlab_worker(args) -> dict:
-    """Trains with mnistlab.train exactly as a user would, and reads the epoch times back."""
+    """Trains with mnistlab.train as `mnistlab train MODEL` does, and reads the epoch times back.
+
+    Like the command line, which trains one network a process, it first sets TensorFlow's
+    kernels up for that network (backend.use_backend with the model's name).
+    """
+    from mnistlab.backend import use_backend
+
+    use_backend(args.backend, args.model)
     import mnistlab
     from mnistlab import flops, runs
 

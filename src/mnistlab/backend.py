@@ -13,9 +13,11 @@ def use_backend(name: str | None, model: str | None = None) -> str:
 
     Args:
         name: "tensorflow", "jax", "torch", or None for $KERAS_BACKEND, else the default.
-        model: the registered network this process will train, if known: on TensorFlow, its
-            ``ModelSpec.onednn`` turns the oneDNN kernels on or off (faster for the CNNs, slower
-            for the MLP). None or an unknown name: on. The user's own setting wins.
+        model: the one registered network this process will train, if that is known (the
+            command line knows it): on TensorFlow, its ``ModelSpec.onednn`` turns the oneDNN
+            kernels on or off (faster for the CNNs, slower for the MLP). None or an unknown
+            name: on, which suits most networks, as a process that trains several can have only
+            one setting. The user's own setting of the variable wins.
 
     Raises:
         ValueError: for an unknown name, or when Keras was already imported with another

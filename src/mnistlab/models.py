@@ -26,7 +26,8 @@ class ModelSpec:
     tutorial_error: float | None = None  # percent test error the tutorial reports, if any
     recipe: dict | None = None  # training defaults that differ from config.TrainConfig's
     # TensorFlow's oneDNN kernels for this network (config.ONEDNN_ENV): True turns them on, False
-    # off, where they measured slower (the MLP); the user's own setting of the variable wins
+    # off, where they measured slower (the MLP). Applied where a process trains this network
+    # alone (the command line; backend.use_backend); the user's own setting of the variable wins
     onednn: bool = True
 
 

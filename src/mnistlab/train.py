@@ -272,9 +272,11 @@ def train(
     from mnistlab import distribute as distribution
     from mnistlab.backend import use_backend
 
+    # Before any folder is made. One Python process may train several networks, and TensorFlow
+    # fixes its kernels when it loads, so here they are the ones that suit most networks; the
+    # command line, which trains one network a process, chooses them per network (cli.main).
+    distribution.check_strategy(distribute, use_backend(backend))
     config = resolve_config(model, config_file, resume, **overrides)
-    # before any folder is made; the network decides TensorFlow's kernels (backend.use_backend)
-    distribution.check_strategy(distribute, use_backend(backend, config.model))
     folder = resume or out or default_out(config.model)
     if not resume and os.path.exists(os.path.join(folder, runs.CONFIG_FILE)):
         raise ValueError(
