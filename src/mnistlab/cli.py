@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 
@@ -62,11 +61,10 @@ def network_of(args) -> str | None:
     model = getattr(args, "model", None)
     resume = getattr(args, "resume", None)
     if not model and isinstance(resume, str):
-        from mnistlab.runs import CONFIG_FILE
+        from mnistlab.runs import CONFIG_FILE, read_json
 
         try:
-            with open(os.path.join(resume, CONFIG_FILE)) as handle:
-                model = json.load(handle).get("model")
+            model = read_json(os.path.join(resume, CONFIG_FILE)).get("model")
         except (OSError, ValueError, AttributeError):
             return None  # train() reports the bad folder itself
     return model if isinstance(model, str) else None
