@@ -13,6 +13,8 @@
 #   default-onednn-on: the same with them on (=1; for the MLP mnistlab's default is off)
 #   bf16:         mnistlab's defaults with --precision mixed_bfloat16
 #   bf16-nondet:  the same with op determinism off
+#   default-inter1: mnistlab's defaults with one inter-op thread (TF_NUM_INTEROP_THREADS=1;
+#                 TensorFlow's default is one per core, each op's work also split over the cores)
 #   plain-onednn: the plain script with oneDNN kernels on (TF_ENABLE_ONEDNN_OPTS=1)
 #   plain-onednn-off: the plain script with them off (=0; TensorFlow's default on CPUs without
 #                 AVX-512 VNNI or BF16, AVX-VNNI or AMX; on CPUs with them TensorFlow turns them on)
@@ -35,6 +37,7 @@ probe() {  # probe VARIANT MODEL
     nondet-spe20) $W --model "$2" --set jit_compile=false --set steps_per_execution=20 --set deterministic=false ;;
     plain) python benchmarks/plain/keras_tutorial.py --model "$2" $C ;;
     default) $W --model "$2" ;;
+    default-inter1) TF_NUM_INTEROP_THREADS=1 $W --model "$2" ;;
     default-onednn-off) TF_ENABLE_ONEDNN_OPTS=0 $W --model "$2" ;;
     default-onednn-on) TF_ENABLE_ONEDNN_OPTS=1 $W --model "$2" ;;
     bf16) $W --model "$2" --set precision=mixed_bfloat16 ;;

@@ -3,7 +3,9 @@
 For each of the tutorial's networks, on every installed backend, in one run, interleaved
 (round r of every measurement before round r+1 of any), each measurement in its own process:
 
-- mnistlab: ``mnistlab.train`` with the compile settings users get (FAST_SETTINGS);
+- mnistlab: ``mnistlab.train`` with the settings users get (FAST_SETTINGS, and precision auto:
+  mixed bfloat16 for the tutorial's CNNs on a CPU with bfloat16 instructions, else float32);
+  --float32 and --bf16 add rows that force either precision;
 - plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
   backend, Keras's default compile settings;
 - plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory).
@@ -73,6 +75,18 @@ def mnistlab_worker(args) -> dict:
     for item in args.set or []:
         key, value = item.split("=", 1)
         overrides[key] = int(value) if value.isdigit() else value
+    import keras
+
+    compiled = {}
+
+    class CompileProbe(keras.callbacks.Callback):
+        """Reads what Keras really used from the model that trained (a run returns the saved,
+        float32 network, which is not compiled after a bfloat16 run)."""
+
+        def on_train_end(self, logs=None):
+            # Keras silently turns XLA off when TF op determinism is on
+            compiled["jit_effective"] = bool(self.model.jit_compile)
+
     with tempfile.TemporaryDirectory() as folder:
         run = mnistlab.train(
             args.model,
@@ -82,6 +96,7 @@ def mnistlab_worker(args) -> dict:
             epochs=args.epochs,
             val_size=0,  # validate on the test images each epoch, as the tutorial does
             verbose=0,
+            callbacks=[CompileProbe()],
             **overrides,
         )
         history = runs.read_history(run.path)
@@ -95,8 +110,7 @@ def mnistlab_worker(args) -> dict:
         "onednn": meta["versions"].get("onednn"),
         "precision": run.config.precision,
         "compile": meta["compile"],
-        # what Keras really used: it silently turns XLA off when TF op determinism is on
-        "jit_effective": bool(run.model.jit_compile),
+        "jit_effective": compiled["jit_effective"],
         "train_flops": flops.training_flops(run.model),
         "forward_flops": flops.forward_flops(run.model),
     }
@@ -161,6 +175,8 @@ def plan(args) -> list[tuple]:
                         jobs.append(("mnistlab", backend, model, settings))
                 continue
             jobs.append(("mnistlab", backend, model, ()))
+            if args.float32:
+                jobs.append(("mnistlab-f32", backend, model, ("precision=float32",)))
             if args.bf16:
                 jobs.append(("mnistlab-bf16", backend, model, ("precision=mixed_bfloat16",)))
             jobs.append(("keras", backend, model, ()))
@@ -247,8 +263,8 @@ def markdown(rows, matmul: float, args, elapsed: float) -> str:
         return "\n".join(lines) + "\n"
     lines += [
         "| network | implementation | backend | images/s | [min-max] | x plain Keras | "
-        "x plain PyTorch | GFLOP/s | % matmul | peak RSS MB | val acc | oneDNN |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "x plain PyTorch | GFLOP/s | % matmul | peak RSS MB | val acc | oneDNN | precision |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for row in rows:
         keras_speed = speed_of(rows, row["model"], "keras", row["backend"])
@@ -262,7 +278,8 @@ def markdown(rows, matmul: float, args, elapsed: float) -> str:
             f"| {row['model']} | {name} | {row['backend']} | {speed:.0f} | {low:.0f}-{high:.0f} | "
             f"{versus_keras} | {versus_torch} | {row['gflops']:.1f} | "
             f"{row['percent_of_matmul']:.0f}% | {row['peak_rss_mb']:.0f} | "
-            f"{row['val_accuracy']:.3f} | {ONEDNN_MARK[row.get('onednn')]} |"
+            f"{row['val_accuracy']:.3f} | {ONEDNN_MARK[row.get('onednn')]} | "
+            f"{row['precision']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -283,6 +300,11 @@ def main(argv=None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also time the plain Keras script with oneDNN on, on TensorFlow (default: yes)",
+    )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="also time mnistlab with --precision float32 (row mnistlab-f32)",
     )
     parser.add_argument(
         "--bf16",

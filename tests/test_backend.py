@@ -123,3 +123,59 @@ def test_the_machine_record_names_the_instructions_that_decide_tensorflow_s_kern
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
     assert machine_description(str(cpuinfo)) == expected.format(n=os.cpu_count())
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("avx2 avx512f avx512_vnni avx512_bf16", True),  # AMD Zen 4, Intel Cooper Lake
+        ("avx2 avx512f amx_tile amx_bf16", True),  # Intel Sapphire Rapids
+        ("avx2 avx512f avx512_vnni", False),  # VNNI alone: integer dot products only
+        ("fpu sse2 avx avx2 fma", False),
+    ],
+)
+def test_bfloat16_hardware_is_read_from_the_cpu_flags(tmp_path, flags, expected):
+    from mnistlab.backend import bfloat16_in_hardware
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert bfloat16_in_hardware(str(cpuinfo)) is expected
+
+
+@pytest.mark.parametrize(
+    "model, hardware, onednn, expected",
+    [
+        ("cnn", True, True, "mixed_bfloat16"),  # measured faster at the same error
+        ("larger_cnn", True, True, "mixed_bfloat16"),
+        ("branch_cnn", True, True, "mixed_bfloat16"),
+        ("cnn", False, True, "float32"),  # no bfloat16 instructions: emulated, slower
+        ("cnn", True, False, "float32"),  # without oneDNN a bfloat16 epoch took 5x as long
+        ("cnn", True, None, "float32"),  # TensorFlow cannot say which kernels it runs
+        ("mlp", True, True, "float32"),  # its error rose 0.12 points in bfloat16
+        ("best", True, True, "float32"),  # accuracy in bfloat16 not measured
+        ("speedrun", True, True, "float32"),
+    ],
+)
+def test_auto_precision_is_bfloat16_only_where_it_was_measured_to_pay(
+    monkeypatch, model, hardware, onednn, expected
+):
+    from mnistlab import backend, runs
+
+    monkeypatch.setattr(backend, "bfloat16_in_hardware", lambda: hardware)
+    monkeypatch.setattr(runs, "tensorflow_onednn", lambda: onednn)
+    assert backend.resolve_precision("auto", model) == expected
+    # an explicit choice is kept, whatever the machine
+    assert backend.resolve_precision("float32", model) == "float32"
+    assert backend.resolve_precision("mixed_bfloat16", model) == "mixed_bfloat16"
+
+
+def test_auto_precision_is_float32_on_the_other_backends():
+    code = "from mnistlab.backend import resolve_precision\nprint(resolve_precision('auto', 'cnn'))"
+    assert fresh_python(code, KERAS_BACKEND="torch") == "float32"
+
+
+def test_an_unknown_precision_names_the_choices():
+    from mnistlab.backend import resolve_precision
+
+    with pytest.raises(ValueError, match="auto, float32, mixed_bfloat16"):
+        resolve_precision("float16", "cnn")

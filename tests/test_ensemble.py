@@ -134,10 +134,11 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
 
     mlp = str(tmp_path / "mlp")
     mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
-    # as a run from before the elastic settings existed: its config.json lacks them
+    # as a run from before the elastic and precision settings existed: its config.json lacks
+    # them (it trained in float32, as a run of that day did)
     config_file = os.path.join(mlp, runs.CONFIG_FILE)
     old_config = runs.read_json(config_file)
-    del old_config["elastic_alpha"], old_config["elastic_sigma"]
+    del old_config["elastic_alpha"], old_config["elastic_sigma"], old_config["precision"]
     runs.write_json(config_file, old_config)
     out = str(tmp_path / "mixed")
     done = run_cli("ensemble", "--runs", trained_run, mlp, "--out", out, "--data", tiny_npz)
@@ -157,8 +158,16 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
     assert recipe["member_differences"]["model"] == ["cnn", "mlp"]
     assert recipe["member_config"]["val_size"] == 200  # shared settings stay together
     # a key the older run lacks is the default it trained with, not a difference
-    assert set(recipe["member_differences"]) == {"model", "epochs"}  # cnn ran 2, mlp 1
+    # cnn ran 2 epochs, mlp 1; cnn trained in bfloat16 where auto chose it (backend.py)
+    cnn_precision = runs.read_json(os.path.join(trained_run, runs.CONFIG_FILE))["precision"]
+    mixed = {"precision"} if cnn_precision != "float32" else set()
+    assert set(recipe["member_differences"]) == {"model", "epochs"} | mixed
     assert recipe["member_config"]["elastic_alpha"] == 34.0
+    # the older run's missing key counts as the float32 it trained with
+    if mixed:
+        assert recipe["member_differences"]["precision"] == [cnn_precision, "float32"]
+    else:
+        assert recipe["member_config"]["precision"] == "float32"
 
 
 def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, capsys):
@@ -178,3 +187,38 @@ def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, c
     assert not os.path.exists(os.path.join(trained_run, "ensemble.json"))  # left untouched
     assert main(["ensemble", "--runs", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     assert "not an mnistlab run folder" in capsys.readouterr().err
+
+
+def test_keep_members_copies_finished_members_without_optimizer_state(tiny_data, tmp_path):
+    import importlib.util
+    import shutil
+
+    import mnistlab
+    from mnistlab.evaluate import load_model, predict_probabilities
+    from tests.conftest import REPO
+
+    # a float32 run, whose model.keras keeps Adam's state (mlp: float32 on every machine)
+    trained_run = str(tmp_path / "mlp")
+    mnistlab.train("mlp", data=tiny_data, out=trained_run, epochs=1, val_size=200, verbose=0)
+
+    path = os.path.join(REPO, "benchmarks", "keep_members.py")
+    spec = importlib.util.spec_from_file_location("keep_members", path)
+    keep_members = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep_members)
+
+    members, kept = tmp_path / "members", tmp_path / "kept"
+    shutil.copytree(trained_run, members / "member-0")
+    (members / "member-1").mkdir()  # still training: no metrics.json yet
+    shutil.copy(os.path.join(trained_run, runs.CONFIG_FILE), members / "member-1")
+    assert keep_members.main([str(members), str(kept)]) == 0
+    assert sorted(os.listdir(kept)) == ["member-0"]
+    copied = set(os.listdir(kept / "member-0"))
+    assert copied == set(os.listdir(trained_run)) - {runs.CHECKPOINT_FILE, ".lock"}
+    original = str(members / "member-0" / runs.MODEL_FILE)
+    assert os.path.getsize(kept / "member-0" / runs.MODEL_FILE) < os.path.getsize(original)
+    _, (x_test, _) = tiny_data
+    np.testing.assert_array_equal(
+        predict_probabilities(load_model(str(kept / "member-0")), x_test),
+        predict_probabilities(load_model(original), x_test),
+    )
+    assert keep_members.keep(str(members), str(kept)) == []  # a kept member is not copied again

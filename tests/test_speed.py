@@ -222,16 +222,28 @@ def _script(*args, data, timeout=120):
 
 def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script(
-        "benchmarks/speed.py", "--tiny", "--bf16", "--out", str(tmp_path), data=tiny_npz
+        "benchmarks/speed.py",
+        "--tiny",
+        "--float32",
+        "--bf16",
+        "--out",
+        str(tmp_path),
+        data=tiny_npz,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.load(open(tmp_path / "speed.json"))["rows"]
     peers = {"keras", "keras-onednn"} | (
         {"pytorch"} if importlib.util.find_spec("torch") else set()
     )
-    assert {row["implementation"] for row in rows} == {"mnistlab", "mnistlab-bf16"} | peers
+    mnistlab_rows = {"mnistlab", "mnistlab-f32", "mnistlab-bf16"}
+    assert {row["implementation"] for row in rows} == mnistlab_rows | peers
     precision = {row["implementation"]: row["precision"] for row in rows}
-    assert precision["mnistlab"] == "float32" and precision["mnistlab-bf16"] == "mixed_bfloat16"
+    assert precision["mnistlab-f32"] == "float32"
+    assert precision["mnistlab-bf16"] == "mixed_bfloat16"
+    # the default row trains as users do: cnn in bfloat16 where the CPU computes it (oneDNN on)
+    from mnistlab.backend import bfloat16_in_hardware
+
+    assert precision["mnistlab"] == ("mixed_bfloat16" if bfloat16_in_hardware() else "float32")
     assert all(row["images_per_second"] > 0 and row["gflops"] > 0 for row in rows)
     # the plain script runs TensorFlow's default kernels (oneDNN off on CPUs without AVX-512 VNNI
     # or newer neural-network instructions); mnistlab and the plain script's second row, oneDNN

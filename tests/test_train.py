@@ -137,7 +137,9 @@ def test_architecture_name_is_not_a_trained_model():
         mnistlab.load_model("cnn")
 
 
-def test_a_mixed_bfloat16_run_learns_and_reloads_as_it_trained(tmp_path, tiny_data):
+def test_a_mixed_bfloat16_run_learns_and_saves_its_weights_as_a_float32_network(
+    tmp_path, tiny_data
+):
     run = mnistlab.train(
         "cnn",
         data=tiny_data,
@@ -149,8 +151,41 @@ def test_a_mixed_bfloat16_run_learns_and_reloads_as_it_trained(tmp_path, tiny_da
     )
     assert run.metrics["error"] < 10  # the synthetic bars are easy; chance is 90%
     assert runs.read_json(os.path.join(run.path, "config.json"))["precision"] == "mixed_bfloat16"
-    again = mnistlab.load_model(run.path)
-    assert [layer.dtype_policy.name for layer in again.layers] == [
-        layer.dtype_policy.name for layer in run.model.layers
-    ]
-    assert again.layers[1].compute_dtype == "bfloat16"
+    # the checkpoint (what --resume continues) trained in bfloat16 ...
+    checkpoint = mnistlab.load_model(os.path.join(run.path, runs.CHECKPOINT_FILE))
+    assert checkpoint.layers[1].compute_dtype == "bfloat16"
+    # ... and the saved model is that network computing in float32, with the same weights
+    saved = mnistlab.load_model(run.path)
+    assert all(layer.compute_dtype == "float32" for layer in saved.layers)
+    for trained, kept in zip(checkpoint.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(trained, kept)
+    _, (x_test, y_test) = tiny_data
+    assert measure(saved, x_test, y_test)["error"] == run.metrics["error"]
+
+
+@pytest.mark.parametrize("hardware, expected", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_auto_precision_trains_and_records_what_it_resolved_to(
+    monkeypatch, tmp_path, tiny_data, hardware, expected
+):
+    from mnistlab import backend
+
+    # the test process runs oneDNN's kernels (conftest), so the CPU's instructions decide
+    monkeypatch.setattr(backend, "bfloat16_in_hardware", lambda: hardware)
+    run = mnistlab.train(
+        "cnn", data=tiny_data, out=str(tmp_path / "auto"), epochs=1, val_size=200, verbose=0
+    )
+    assert runs.read_json(os.path.join(run.path, "config.json"))["precision"] == expected
+    hidden = "bfloat16" if expected == "mixed_bfloat16" else "float32"
+    trained = mnistlab.load_model(os.path.join(run.path, runs.CHECKPOINT_FILE))
+    assert trained.layers[1].compute_dtype == hidden  # the 5x5 convolution, as it trained
+    assert trained.layers[-1].compute_dtype == "float32"  # the output layer, always
+
+
+def test_a_run_saved_before_auto_precision_resumes_in_float32(tmp_path):
+    from mnistlab.train import resolve_config
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    old = {"model": "cnn", "epochs": 3, "seed": 1}  # config.json of an older mnistlab
+    runs.write_json(str(folder / "config.json"), old)
+    assert resolve_config(None, resume=str(folder)).precision == "float32"

@@ -1,4 +1,5 @@
-"""Choosing the Keras backend, which Keras reads once, when it is first imported."""
+"""Choosing the Keras backend, which Keras reads once, when it is first imported, and the
+settings that depend on it: TensorFlow's kernels and the precision ``auto`` stands for."""
 
 from __future__ import annotations
 
@@ -62,3 +63,42 @@ def keras():
     import keras as keras_module
 
     return keras_module
+
+
+# CPU flags (/proc/cpuinfo) of bfloat16 arithmetic in hardware, which oneDNN's kernels use
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolve_precision(precision: str, model: str) -> str:
+    """The dtype policy a run of ``model`` trains under when its config says ``precision``.
+
+    "auto" is mixed_bfloat16 where that was measured faster at the same test error, and
+    float32 elsewhere: the network's ``ModelSpec.bfloat16`` must say its error holds in
+    bfloat16 (results/reproduce-bf16.md), Keras must run on TensorFlow with oneDNN's kernels
+    (without them a bfloat16 cnn epoch took 5x as long), and the CPU must compute bfloat16 in
+    hardware (``bfloat16_in_hardware``). Other values are returned as they are.
+
+    Example:
+        >>> resolve_precision("float32", "cnn")
+        'float32'
+    """
+    from mnistlab.config import PRECISIONS
+    from mnistlab.models import get_spec
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision '{precision}'. Available: {', '.join(PRECISIONS)}.")
+    if precision != "auto":
+        return precision
+    if not get_spec(model).bfloat16 or use_backend(None) != "tensorflow":
+        return "float32"
+    from mnistlab.runs import tensorflow_onednn
+
+    return "mixed_bfloat16" if tensorflow_onednn() and bfloat16_in_hardware() else "float32"
+
+
+def bfloat16_in_hardware(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has bfloat16 instructions (AVX-512 BF16 or AMX; x86 only for now)."""
+    from mnistlab.runs import cpu_model_and_flags
+
+    _, flags = cpu_model_and_flags(cpuinfo)
+    return any(flag in flags for flag in BFLOAT16_FLAGS)

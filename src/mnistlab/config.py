@@ -52,8 +52,11 @@ class TrainConfig:
     # TensorFlow's default ops. No speed difference measured on the CPU (results/probe_determinism)
     deterministic: str = "true"
     # float32, or mixed_bfloat16: layers compute in bfloat16 and keep float32 weights; the output
-    # layer stays float32. Pays only where bfloat16 runs in hardware (README "Training speed")
-    precision: str = "float32"
+    # layer stays float32. Pays only where bfloat16 runs in hardware (README "Training speed").
+    # auto: mixed_bfloat16 where it was measured faster at the same error (the tutorial's CNNs,
+    # on TensorFlow with oneDNN, on a CPU with bfloat16 instructions), else float32. A run
+    # records the precision it resolved to (backend.resolve_precision)
+    precision: str = "auto"
     verbose: int = 2  # 0 silent, 1 progress bar, 2 one line per epoch (the tutorial's)
 
     @classmethod
@@ -138,7 +141,20 @@ class TrainConfig:
 
 SCHEDULES = ("constant", "onecycle", "exponential")
 AUGMENTS = ("none", "affine", "elastic")
-PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies a run may train under
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # auto, or a Keras dtype policy
+# What a run saved by an older mnistlab, whose config.json lacks a key, trained with: the
+# default of its day where today's differs (precision became auto after those runs)
+SAVED_BEFORE = {"precision": "float32"}
+
+
+def saved_config(values: dict) -> dict:
+    """A saved config.json's values, with the keys older versions did not write filled in.
+
+    Example:
+        >>> saved_config({"model": "cnn"})["precision"]
+        'float32'
+    """
+    return {**TrainConfig().to_dict(), **SAVED_BEFORE, **values}
 
 
 def cache_dir() -> str:

@@ -151,7 +151,7 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     Returns:
         metrics dict of ``evaluate.measure`` plus "member_test_errors" (percent each).
     """
-    from mnistlab.config import TrainConfig
+    from mnistlab.config import saved_config
     from mnistlab.data import find_source, load_mnist
     from mnistlab.evaluate import load_model, measure
     from mnistlab.executors import summarize
@@ -177,10 +177,8 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     os.makedirs(out, exist_ok=True)
     with runs.lock_run(out):
         # keys that runs from older versions lack take the defaults those versions behaved by
-        defaults = TrainConfig().to_dict()
         configs = [
-            {**defaults, **runs.read_json(os.path.join(f, runs.CONFIG_FILE))}
-            for f in member_folders
+            saved_config(runs.read_json(os.path.join(f, runs.CONFIG_FILE))) for f in member_folders
         ]
         shared, differing = split_configs(configs)
         recipe = {

@@ -155,8 +155,8 @@ CPU_FEATURES = {
 }
 
 
-def machine_description(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's model and core count, with its neural-network instructions (or AVX2 alone)."""
+def cpu_model_and_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    """The first CPU's model name and instruction flags from cpuinfo (none where unreadable)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open(cpuinfo) as handle:
@@ -169,6 +169,12 @@ def machine_description(cpuinfo: str = "/proc/cpuinfo") -> str:
                     break
     except OSError:
         pass
+    return model, flags
+
+
+def machine_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model and core count, with its neural-network instructions (or AVX2 alone)."""
+    model, flags = cpu_model_and_flags(cpuinfo)
     features = [label for flag, label in CPU_FEATURES.items() if flag in flags]
     features = features or (["AVX2"] if "avx2" in flags else [])
     extra = f" ({', '.join(features)})" if features else ""

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from mnistlab import runs
-from mnistlab.config import TrainConfig
+from mnistlab.config import TrainConfig, saved_config
 
 # Compile settings measured fastest on a 2-core CPU; "auto" picks these. On TensorFlow, XLA
 # (jit_compile) made a cnn epoch about 8x slower on this CPU (38 s against 4.1 s for 12,000
@@ -44,7 +44,7 @@ def resolve_config(model: str | None, config_file=None, resume: str | None = Non
     from mnistlab.models import get_spec
 
     if resume:
-        saved = runs.read_json(os.path.join(resume, runs.CONFIG_FILE))
+        saved = saved_config(runs.read_json(os.path.join(resume, runs.CONFIG_FILE)))
         if model and model != saved["model"]:
             raise ValueError(
                 f"--resume {resume} continues a '{saved['model']}' run, not '{model}'."
@@ -270,13 +270,14 @@ def train(
         2.91
     """
     from mnistlab import distribute as distribution
-    from mnistlab.backend import use_backend
+    from mnistlab.backend import resolve_precision, use_backend
 
     # Before any folder is made. One Python process may train several networks, and TensorFlow
     # fixes its kernels when it loads, so here they are the ones that suit most networks; the
     # command line, which trains one network a process, chooses them per network (cli.main).
     distribution.check_strategy(distribute, use_backend(backend))
     config = resolve_config(model, config_file, resume, **overrides)
+    config.precision = resolve_precision(config.precision, config.model)  # saved as resolved
     folder = resume or out or default_out(config.model)
     if not resume and os.path.exists(os.path.join(folder, runs.CONFIG_FILE)):
         raise ValueError(
@@ -294,7 +295,7 @@ def _train_locked(
     import numpy as np
 
     from mnistlab.evaluate import load_model, measure
-    from mnistlab.models import NUM_CLASSES, create_model, to_input
+    from mnistlab.models import NUM_CLASSES, create_model, float32_copy, to_input
 
     seed_everything(config.seed, config.deterministic == "true")
     split = plan.shard(prepare_data(config, data))  # this process's share of the images
@@ -347,6 +348,10 @@ def _train_locked(
             callbacks=callbacks,
         )
     train_seconds = time.perf_counter() - started
+    # model.keras holds the network computing in float32 (the weights are float32 whatever the
+    # precision), so every later command meets a plain network; checkpoint.keras keeps the
+    # training precision and optimizer, for --resume. The metrics are the saved model's.
+    model = float32_copy(model)
     with plan.paused():  # the whole test set on one device: any size, no split batches
         metrics = measure(model, split["x_test"], split["y_test"])
         # The saved model's own validation error: with a weight average (ema) it differs from
@@ -391,7 +396,8 @@ def add_config_arguments(parser) -> None:
         "jit_compile": "auto, true or false",
         "steps_per_execution": "train steps per compiled call (0 = measured default)",
         "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
-        "precision": "float32, or mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
+        "precision": "auto (bfloat16 where measured faster at the same error), float32, or "
+        "mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
     }
     for key, help_text in helps.items():
