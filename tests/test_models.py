@@ -71,6 +71,17 @@ def test_to_input_scales_and_adds_channel():
         to_input(np.zeros((2, 32, 32)))
 
 
+def test_to_input_gives_every_pixel_value_over_255_and_leaves_its_argument_alone():
+    values = np.resize(np.arange(256, dtype=np.uint8), (2, 28, 28))
+    floats = values.astype(np.float64)
+    scaled = to_input(values)
+    # the reference: each of the 256 values divided in float32, written out by hand
+    reference = np.array([np.float32(v) / np.float32(255) for v in range(256)], dtype=np.float32)
+    np.testing.assert_array_equal(scaled[..., 0].ravel(), reference[values.ravel()])
+    assert np.array_equal(to_input(floats), scaled)  # a float array scales the same way
+    assert values.dtype == np.uint8 and floats.max() == 255.0  # neither input was touched
+
+
 @pytest.mark.parametrize("name", ["mlp", "cnn", "best"])
 def test_mixed_bfloat16_computes_the_float32_network_in_bfloat16(name, tiny_data):
     """Same layers and weights as the float32 network; hidden layers compute in bfloat16 and

@@ -291,7 +291,10 @@ def to_input(images):
         raise ValueError(
             f"Expected images of shape (N, 28, 28) or (N, 28, 28, 1), got {images.shape}."
         )
-    return images.astype("float32") / 255.0
+    # Divided in place: one float32 copy, not two (the same values as astype(...) / 255.0).
+    scaled = images.astype("float32")
+    scaled /= np.float32(255.0)
+    return scaled
 
 
 # --- Going further ----------------------------------------------------------------------
