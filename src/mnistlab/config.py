@@ -51,6 +51,9 @@ class TrainConfig:
     # true: TensorFlow's deterministic ops, so a rerun gives the same weights bit for bit; false:
     # TensorFlow's default ops. No speed difference measured on the CPU (results/probe_determinism)
     deterministic: str = "true"
+    # true: Adam's update runs as one fused kernel on TensorFlow (optimizers.FusedAdam: the same
+    # math, a faster MLP step, README "Training speed"); false: Keras's Adam, as plain scripts run
+    fused_adam: str = "true"
     # float32, or mixed_bfloat16: layers compute in bfloat16 and keep float32 weights; the output
     # layer stays float32. Pays only where bfloat16 runs in hardware (README "Training speed").
     # auto: mixed_bfloat16 where it was measured faster at the same error (the tutorial's CNNs,
@@ -128,6 +131,7 @@ class TrainConfig:
                 "jit_compile must be auto, true or false",
             ),
             (self.deterministic in ("true", "false"), "deterministic must be true or false"),
+            (self.fused_adam in ("true", "false"), "fused_adam must be true or false"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2"),
         ]
@@ -143,8 +147,9 @@ SCHEDULES = ("constant", "onecycle", "exponential")
 AUGMENTS = ("none", "affine", "elastic")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # auto, or a Keras dtype policy
 # What a run saved by an older mnistlab, whose config.json lacks a key, trained with: the
-# default of its day where today's differs (precision became auto after those runs)
-SAVED_BEFORE = {"precision": "float32"}
+# default of its day where today's differs (precision became auto after those runs, and Adam
+# fused after them too)
+SAVED_BEFORE = {"precision": "float32", "fused_adam": "false"}
 
 
 def saved_config(values: dict) -> dict:

@@ -59,7 +59,8 @@ def load_model(spec: str | None = None, compile: bool = True):
     from mnistlab.backend import keras
 
     path = resolve_model_path(spec)
-    import mnistlab.schedules  # noqa: F401  (registers custom objects saved with optimizers)
+    import mnistlab.optimizers  # noqa: F401  (register custom objects saved with optimizers)
+    import mnistlab.schedules  # noqa: F401
 
     try:
         return keras().saving.load_model(path, compile=compile)

@@ -164,12 +164,14 @@ def _split_fold(x, y, config: TrainConfig):
 def build_optimizer(config: TrainConfig, steps_per_epoch: int):
     import keras
 
+    from mnistlab.optimizers import FusedAdam
     from mnistlab.schedules import make_schedule
 
+    adam = FusedAdam if config.fused_adam == "true" else keras.optimizers.Adam
     rate = make_schedule(config, steps_per_epoch)
     if config.ema:
-        return keras.optimizers.Adam(rate, use_ema=True, ema_momentum=config.ema)
-    return keras.optimizers.Adam(rate)
+        return adam(rate, use_ema=True, ema_momentum=config.ema)
+    return adam(rate)
 
 
 def compile_settings(config: TrainConfig, steps_per_epoch: int = 0) -> dict:
@@ -399,6 +401,7 @@ def add_config_arguments(parser) -> None:
         "jit_compile": "auto, true or false",
         "steps_per_execution": "train steps per compiled call (0 = measured default)",
         "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
+        "fused_adam": "true: Adam's update as one kernel on TensorFlow (same math); false: Keras's",
         "precision": "auto (bfloat16 where measured faster at the same error), float32, or "
         "mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
