@@ -5,7 +5,8 @@ For each of the tutorial's networks, on every installed backend, in one run, int
 
 - mnistlab: ``mnistlab.train`` with the settings users get (FAST_SETTINGS, and precision auto:
   mixed bfloat16 for the tutorial's CNNs on a CPU with bfloat16 instructions, else float32);
-  --float32 and --bf16 add rows that force either precision;
+  --float32 and --bf16 add rows that force either precision, --keras-adam one with Keras's own
+  Adam instead of the fused one (mnistlab.optimizers);
 - plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
   backend, Keras's default compile settings;
 - plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory).
@@ -86,6 +87,7 @@ def mnistlab_worker(args) -> dict:
         def on_train_end(self, logs=None):
             # Keras silently turns XLA off when TF op determinism is on
             compiled["jit_effective"] = bool(self.model.jit_compile)
+            compiled["optimizer"] = type(self.model.optimizer).__name__
 
     with tempfile.TemporaryDirectory() as folder:
         run = mnistlab.train(
@@ -111,6 +113,7 @@ def mnistlab_worker(args) -> dict:
         "precision": run.config.precision,
         "compile": meta["compile"],
         "jit_effective": compiled["jit_effective"],
+        "optimizer": compiled["optimizer"],
         "train_flops": flops.training_flops(run.model),
         "forward_flops": flops.forward_flops(run.model),
     }
@@ -179,6 +182,8 @@ def plan(args) -> list[tuple]:
                 jobs.append(("mnistlab-f32", backend, model, ("precision=float32",)))
             if args.bf16:
                 jobs.append(("mnistlab-bf16", backend, model, ("precision=mixed_bfloat16",)))
+            if args.keras_adam:
+                jobs.append(("mnistlab-keras-adam", backend, model, ("fused_adam=false",)))
             jobs.append(("keras", backend, model, ()))
             if backend == "tensorflow" and args.plain_onednn:
                 jobs.append(("keras-onednn", backend, model, ()))
@@ -220,6 +225,7 @@ def summarize(results: dict, matmul: float, args) -> list[dict]:
                 "compile": runs[0].get("compile"),
                 "onednn": runs[0].get("onednn"),
                 "precision": runs[0].get("precision", "float32"),
+                "optimizer": runs[0].get("optimizer"),  # mnistlab rows: FusedAdam or Adam
             }
         )
     return rows
@@ -310,6 +316,11 @@ def main(argv=None) -> int:
         "--bf16",
         action="store_true",
         help="also time mnistlab with --precision mixed_bfloat16 (row mnistlab-bf16)",
+    )
+    parser.add_argument(
+        "--keras-adam",
+        action="store_true",
+        help="also time mnistlab with Keras's own Adam, --fused-adam false (row mnistlab-keras-adam)",
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     # worker mode (one measurement; used by the benchmark itself)

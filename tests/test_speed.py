@@ -226,20 +226,24 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
         "--tiny",
         "--float32",
         "--bf16",
+        "--keras-adam",
         "--out",
         str(tmp_path),
         data=tiny_npz,
+        timeout=300,  # seven fresh processes, each importing TensorFlow or torch
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.load(open(tmp_path / "speed.json"))["rows"]
     peers = {"keras", "keras-onednn"} | (
         {"pytorch"} if importlib.util.find_spec("torch") else set()
     )
-    mnistlab_rows = {"mnistlab", "mnistlab-f32", "mnistlab-bf16"}
+    mnistlab_rows = {"mnistlab", "mnistlab-f32", "mnistlab-bf16", "mnistlab-keras-adam"}
     assert {row["implementation"] for row in rows} == mnistlab_rows | peers
     precision = {row["implementation"]: row["precision"] for row in rows}
     assert precision["mnistlab-f32"] == "float32"
     assert precision["mnistlab-bf16"] == "mixed_bfloat16"
+    optimizer = {row["implementation"]: row["optimizer"] for row in rows}
+    assert optimizer["mnistlab"] == "FusedAdam" and optimizer["mnistlab-keras-adam"] == "Adam"
     # the default row trains as users do: cnn in bfloat16 where the CPU computes it (oneDNN on)
     from mnistlab.backend import bfloat16_in_hardware
 
