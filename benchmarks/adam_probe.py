@@ -17,7 +17,6 @@ Writes benchmarks/results/adam_probe-MODEL.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -43,6 +42,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     import mnistlab
+    from mnistlab import runs
     from mnistlab.config import TrainConfig
     from mnistlab.models import NUM_CLASSES, create_model, to_input
     from mnistlab.runs import environment_versions, machine_description
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         "model": args.model,
         "images_per_pass": args.images,
         "batch_size": batch_size,
-        "compile": compile_settings(TrainConfig.from_dict({**recipe, "augment": "none"}), steps),
+        "compile": compile_settings(config, steps),  # the same for both optimizers
         "onednn": environment_versions().get("onednn"),
         "ms_per_step": per_step,
         "median_ms_per_step": medians,
@@ -88,8 +88,7 @@ def main(argv=None) -> int:
     }
     os.makedirs(args.out, exist_ok=True)
     name = os.path.join(args.out, f"adam_probe-{args.model}")
-    with open(name + ".json", "w") as handle:
-        json.dump(result, handle, indent=2)
+    runs.write_json(name + ".json", result)
     quartiles = {n: statistics.quantiles(v, n=4) for n, v in per_step.items()}
     lines = [
         f"# Fused Adam against Keras's Adam: `{args.model}`",
@@ -112,7 +111,7 @@ def main(argv=None) -> int:
         f"**Fused Adam: {result['speed_up']:.2f}x** as fast a step as Keras's Adam.",
         "",
     ]
-    with open(name + ".md", "w") as handle:
+    with runs.atomic_path(name + ".md") as temporary, open(temporary, "w") as handle:
         handle.write("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -286,3 +286,17 @@ def test_step_profile_runs_in_tiny_mode_and_its_rewrites_keep_the_function(tmp_p
     assert by_name["pool first", "tensorflow"]["difference"] < 1e-6
     assert by_name["patches", "tensorflow"]["difference"] < 1e-5
     assert all(run["images_per_second"] > 0 for run in by_name.values())
+
+
+def test_adam_probe_runs_in_tiny_mode(tmp_path, tiny_npz):
+    result = _script(
+        "benchmarks/adam_probe.py",
+        "--model", "mlp", "--reps", "2", "--images", "400", "--data", tiny_npz,
+        "--out", str(tmp_path),
+        data=tiny_npz,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.load(open(tmp_path / "adam_probe-mlp.json"))
+    assert set(report["ms_per_step"]) == {"FusedAdam", "Adam"}
+    assert all(len(times) == 2 for times in report["ms_per_step"].values())
+    assert "**Fused Adam:" in (tmp_path / "adam_probe-mlp.md").read_text()
