@@ -11,6 +11,7 @@ Larger ensembles, e.g. 15 members on Ray:
     mnistlab ensemble best --members 15 --out runs/best-x15 --executor ray
 Networks trained apart (other recipes, other best.py folders) are averaged as they are with
     python benchmarks/ensemble.py --runs RUN [RUN ...] --out FOLDER --name NAME
+(add --weights W [W ...], one per RUN, for a weighted average, e.g. half to each of two designs).
 Writes benchmarks/results/ensemble.json and ensemble.md (NAME.json and NAME.md with --name NAME,
 e.g. --members 5 --name ensemble-x5, to keep another size's results beside these).
 """
@@ -34,6 +35,21 @@ RESULTS = os.path.join(HERE, "results")
 DEFAULT_OUT = os.path.join(REPO, "runs", "bench-best")  # benchmarks/best.py's folder
 
 
+def weighting(weights: list[float]) -> str:
+    """The sentence's ending for a weighted ensemble; empty when every member counts the same.
+
+    Example:
+        >>> weighting([0.25, 0.25, 0.5])
+        ', weighted 0.2500, 0.2500, 0.5000 (member by member, adding up to 1).'
+        >>> weighting([0.5, 0.5])
+        ''
+    """
+    if max(weights) - min(weights) < 1e-9:
+        return ""
+    shown = ", ".join(f"{weight:.4f}" for weight in weights)
+    return f", weighted {shown} (member by member, adding up to 1)."
+
+
 def write_results(result: dict, name: str = "ensemble") -> None:
     os.makedirs(RESULTS, exist_ok=True)
     runs.write_json(os.path.join(RESULTS, f"{name}.json"), result)
@@ -47,7 +63,8 @@ def write_results(result: dict, name: str = "ensemble") -> None:
         "",
         f"**Ensemble test error: {result['error']:.2f}%** "
         f"({result['errors_count']} of {result['test_images']} test images) with "
-        f"{result['members']} members averaging their probabilities.",
+        f"{result['members']} members averaging their probabilities"
+        + (weighting(result["member_weights"]) or "."),
         "",
         f"Members alone: {errors} (mean {result['member_error_mean']:.2f}%). Seeds "
         f"{result['seeds']}, validation folds {result['val_folds']}.",
@@ -84,6 +101,13 @@ def main(argv=None) -> int:
         metavar="RUN",
         help="average these finished run folders instead (no training; --out is written)",
     )
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        type=float,
+        metavar="W",
+        help="with --runs: one positive weight per run folder (default: all the same)",
+    )
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
         "--name", default="ensemble", help="results file names in benchmarks/results"
@@ -92,8 +116,10 @@ def main(argv=None) -> int:
 
     from mnistlab.ensemble import build_ensemble, ensemble
 
+    if args.weights and not args.runs:
+        parser.error("--weights goes with --runs")
     if args.runs:
-        metrics = build_ensemble(args.runs, args.out, data=args.data)
+        metrics = build_ensemble(args.runs, args.out, data=args.data, weights=args.weights)
     else:
         metrics = ensemble(
             MODEL,
@@ -115,6 +141,7 @@ def main(argv=None) -> int:
         "member_test_errors": metrics["member_test_errors"],
         "member_error_mean": statistics.mean(metrics["member_test_errors"]),
         "member_val_errors": recipe["member_val_errors"],
+        "member_weights": metrics["member_weights"],
         "seeds": recipe["seeds"],
         "val_folds": recipe["val_folds"],
         "member_differences": recipe["member_differences"],

@@ -52,6 +52,38 @@ def test_ensemble_is_the_mean_of_hand_computed_probabilities(tmp_path):
     np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
 
 
+def test_weighted_ensemble_is_the_weighted_mean_by_hand_and_survives_saving(tmp_path):
+    import keras
+
+    import mnistlab.layers  # noqa: F401  (registers WeightedAverage for keras.saving)
+
+    (first, (w1, b1)), (second, (w2, b2)) = tiny_member(1), tiny_member(2)
+    images = np.random.default_rng(4).random((5, 28, 28, 1)).astype("float32")
+    flat = images.reshape(5, -1)
+    expected = 0.25 * softmax(flat @ w1 + b1) + 0.75 * softmax(flat @ w2 + b2)  # weights 1 : 3
+    model = average_models([first, second], weights=[1, 3])
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-5)
+    path = str(tmp_path / "weighted.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
+    assert loaded.get_layer("average_probabilities").member_weights == [0.25, 0.75]
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([1], "1 member weights for 2 members"),
+        ([1, -1], "positive"),
+        ([1, float("nan")], "positive"),
+    ],
+)
+def test_weighted_average_refuses_bad_weights(weights, message):
+    members = [tiny_member(1)[0], tiny_member(2)[0]]
+    with pytest.raises(ValueError, match=message):
+        average_models(members, weights=weights)
+
+
 def test_member_trials_differ_in_seed_and_validation_fold(tmp_path):
     trials = member_trials("cnn", 3, str(tmp_path), seed=10, epochs=2, verbose=None)
     assert [t["seed"] for t in trials] == [10, 11, 12]
@@ -170,6 +202,28 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
         assert recipe["member_config"]["precision"] == "float32"
 
 
+def test_cli_weights_runs_and_records_the_weights(trained_run, tiny_data, tiny_npz, tmp_path):
+    import mnistlab
+    from mnistlab.evaluate import load_model, predict_probabilities
+
+    mlp = str(tmp_path / "mlp")
+    mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
+    out = str(tmp_path / "weighted")
+    args = ["ensemble", "--runs", trained_run, mlp, "--weights", "3", "1", "--out", out]
+    done = run_cli(*args, "--data", tiny_npz)
+    assert done.returncode == 0, done.stderr
+    assert "Members' weights: 0.7500, 0.2500" in done.stdout
+    _, (x_test, y_test) = tiny_data
+    expected = 0.75 * predict_probabilities(load_model(trained_run), x_test)
+    expected += 0.25 * predict_probabilities(load_model(mlp), x_test)
+    np.testing.assert_allclose(predict_probabilities(load_model(out), x_test), expected, atol=1e-5)
+    metrics = runs.read_json(os.path.join(out, runs.METRICS_FILE))
+    assert metrics["error"] == pytest.approx(100 * np.mean(expected.argmax(axis=1) != y_test))
+    assert runs.read_json(os.path.join(out, "ensemble.json"))["member_weights"] == [0.75, 0.25]
+    shown = run_cli("evaluate", out, "--data", tiny_npz)
+    assert shown.returncode == 0, shown.stderr
+
+
 def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, capsys):
     from mnistlab.cli import main
 
@@ -180,6 +234,12 @@ def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, c
         (["--runs", trained_run, "--out", trained_run], "training run folder"),
         (["--runs", str(tmp_path)], "give --out"),
         ([], "Give a MODEL"),
+        (["cnn", "--weights", "1", "2"], "--weights goes with --runs"),
+        (
+            ["--runs", trained_run, "--weights", "1", "2", "--out", str(tmp_path / "e")],
+            "give one per folder",
+        ),
+        (["--runs", trained_run, "--weights", "0", "--out", str(tmp_path / "e")], "positive"),
     ]
     for args, message in refusals:
         assert main(["ensemble", *args]) == 2

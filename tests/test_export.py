@@ -161,6 +161,18 @@ def test_ensemble_of_nested_models_exports_with_its_first_layer():
     )
 
 
+def test_weighted_ensemble_exports():
+    from mnistlab.ensemble import average_models
+    from mnistlab.export import check_images
+    from mnistlab.models import create_model
+
+    members = [randomize(create_model(name), seed) for seed, name in enumerate(["cnn", "mlp"])]
+    ensemble = average_models(members, weights=[1, 4])
+    images = check_images(200)
+    expected = 0.2 * keras_answers(members[0], images) + 0.8 * keras_answers(members[1], images)
+    np.testing.assert_allclose(onnx_answers(ensemble, images)[0], expected, atol=TOLERANCE)
+
+
 def test_first_layer_output_is_keras_first_layer(trained_run):
     import keras
 

@@ -93,16 +93,26 @@ def train_members(trials: list[dict], executor: str = "local", address=None, on_
     return results
 
 
-def average_models(models, name: str = "ensemble"):
+def average_models(models, name: str = "ensemble", weights=None):
     """Wraps models of the same input shape into one that averages their outputs.
 
     Args:
         models: keras.Models mapping (N, 28, 28, 1) to (N, 10) probabilities.
+        name: the wrapping model's name.
+        weights: None for the plain mean, or one positive weight per model (divided by
+            their sum), e.g. to give two designs half each however many members each has.
 
     Returns:
-        keras.Model whose output is the mean of the members' probabilities.
+        keras.Model whose output is the (weighted) mean of the members' probabilities.
     """
     import keras
+
+    from mnistlab.layers import WeightedAverage, normalize_weights
+
+    if weights is not None:
+        weights = normalize_weights(weights)
+        if len(weights) != len(models):
+            raise ValueError(f"{len(weights)} member weights for {len(models)} members.")
 
     inputs = keras.Input(models[0].input_shape[1:])
     outputs = []
@@ -111,7 +121,10 @@ def average_models(models, name: str = "ensemble"):
         outputs.append(member(inputs))
     if len(outputs) == 1:
         return keras.Model(inputs, outputs[0], name=name)
-    averaged = keras.layers.Average(name="average_probabilities")(outputs)
+    if weights is None:
+        averaged = keras.layers.Average(name="average_probabilities")(outputs)
+    else:
+        averaged = WeightedAverage(weights, name="average_probabilities")(outputs)
     return keras.Model(inputs, averaged, name=name)
 
 
@@ -136,7 +149,7 @@ def split_configs(configs: list[dict]) -> tuple[dict, dict]:
     return shared, differing
 
 
-def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
+def build_ensemble(member_folders: list[str], out: str, data=None, weights=None) -> dict:
     """Averages finished member run folders into one model and measures it on the test set.
 
     Any finished runs can be members: different seeds, recipes or registered models (all take
@@ -147,6 +160,8 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
         member_folders: complete run folders (each holds model.keras).
         out: folder to write model.keras, ensemble.json, meta.json and metrics.json to.
         data: None, a path, or arrays, as for ``mnistlab.train``; only the test set is used.
+        weights: None (every member counts the same) or one positive weight per member
+            folder, divided by their sum; ensemble.json records them.
 
     Returns:
         metrics dict of ``evaluate.measure`` plus "member_test_errors" (percent each).
@@ -155,9 +170,17 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     from mnistlab.data import find_source, load_mnist
     from mnistlab.evaluate import load_model, measure
     from mnistlab.executors import summarize
+    from mnistlab.layers import normalize_weights
 
     if not member_folders:
         raise ValueError("An ensemble needs at least 1 member run folder.")
+    if weights is not None:
+        weights = normalize_weights(weights)
+        if len(weights) != len(member_folders):
+            raise ValueError(
+                f"--weights gives {len(weights)} weights for {len(member_folders)} run folders; "
+                "give one per folder."
+            )
     for folder in member_folders:
         runs.check_complete(folder)
         if os.path.exists(os.path.join(folder, RECIPE_FILE)):
@@ -167,7 +190,8 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
     summaries = [summarize(folder) for folder in member_folders]
     # members without their optimizers: the ensemble only predicts, and Adam's two moments
     # per weight would triple the saved file
-    model = average_models([load_model(folder, compile=False) for folder in member_folders])
+    members = [load_model(folder, compile=False) for folder in member_folders]
+    model = average_models(members, weights=weights)
     if isinstance(data, (tuple, list)):
         _, (x_test, y_test) = data
         source = "arrays given by the caller"
@@ -188,6 +212,7 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
             "val_folds": [config.get("val_fold", 0) for config in configs],
             "member_val_errors": [summary["val_error"] for summary in summaries],
             "member_test_errors": [summary["test_error"] for summary in summaries],
+            "member_weights": weights or [1 / len(member_folders)] * len(member_folders),
             "member_config": shared,
             "member_differences": differing,
         }
@@ -197,6 +222,7 @@ def build_ensemble(member_folders: list[str], out: str, data=None) -> dict:
         metrics = measure(model, x_test, y_test)
         metrics["members"] = len(member_folders)
         metrics["member_test_errors"] = recipe["member_test_errors"]
+        metrics["member_weights"] = recipe["member_weights"]
         runs.save_model_atomic(model, os.path.join(out, runs.MODEL_FILE))
         runs.write_json(os.path.join(out, runs.METRICS_FILE), metrics)  # last: marks complete
     return metrics
@@ -257,6 +283,14 @@ def add_cli(subparsers) -> None:
         metavar="RUN",
         help="instead of MODEL: average these finished run folders (no training); needs --out",
     )
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        type=float,
+        metavar="W",
+        help="with --runs: one positive weight per run folder, divided by their sum "
+        "(default: all the same)",
+    )
     parser.add_argument("--out", help="ensemble folder (default runs/MODEL-ensemble-N)")
     parser.add_argument(
         "--executor",
@@ -286,8 +320,10 @@ def _ensemble_command(args) -> int:
                 "--runs averages finished run folders as they are: give --out, and no MODEL "
                 "or training settings" + (f" (got {', '.join(given)})" if given else "") + "."
             )
-        metrics = build_ensemble(args.runs, args.out, data=args.data)
+        metrics = build_ensemble(args.runs, args.out, data=args.data, weights=args.weights)
         out = args.out
+    elif args.weights:
+        raise ValueError("--weights goes with --runs: members trained here count the same.")
     elif not args.model:
         raise ValueError("Give a MODEL to train members of (see 'mnistlab models'), or --runs.")
     else:
@@ -306,6 +342,8 @@ def _ensemble_command(args) -> int:
         out = args.out or os.path.join("runs", f"{args.model}-ensemble-{members}")
     errors = ", ".join(f"{error:.2f}%" for error in metrics["member_test_errors"])
     print(f"Members' test errors: {errors}")
+    if args.runs and args.weights:
+        print("Members' weights: " + ", ".join(f"{w:.4f}" for w in metrics["member_weights"]))
     print(f"Ensemble of {metrics['members']}: classification error {metrics['error']:.2f}%")
     print(f"Ensemble folder: {out}")
     return 0

@@ -59,7 +59,8 @@ def load_model(spec: str | None = None, compile: bool = True):
     from mnistlab.backend import keras
 
     path = resolve_model_path(spec)
-    import mnistlab.optimizers  # noqa: F401  (register custom objects saved with optimizers)
+    import mnistlab.layers  # noqa: F401  (register custom objects saved in models)
+    import mnistlab.optimizers  # noqa: F401  (... and with their optimizers)
     import mnistlab.schedules  # noqa: F401
 
     try:

@@ -255,6 +255,20 @@ def _merge(op: str, variadic: bool = True):
     return convert
 
 
+def _weighted_average(graph, layer, inputs):
+    """mnistlab.layers.WeightedAverage (weighted ensembles): each input times its weight, summed."""
+    layout = graph.channels_first.get(inputs[0])
+    scaled = []
+    for tensor, weight in zip(inputs, layer.member_weights, strict=True):
+        tensor = graph.layout(tensor, layout) if layout is not None else tensor
+        factor = graph.weight(layer.name + "_weight", np.float32(weight))
+        scaled.append(graph.add("Mul", [tensor, factor], layer.name))
+    out = graph.add("Sum", scaled, layer.name)
+    if layout is not None:
+        graph.channels_first[out] = layout
+    return out
+
+
 def _concatenate(graph, layer, inputs):
     layout = graph.channels_first.get(inputs[0])
     rank = len(layer.output.shape)
@@ -313,6 +327,7 @@ CONVERTERS = {
     "BatchNormalization": _batch_norm,
     "Add": _merge("Sum"),
     "Average": _merge("Mean"),
+    "WeightedAverage": _weighted_average,
     "Maximum": _merge("Max"),
     "Minimum": _merge("Min"),
     "Multiply": _merge("Mul", variadic=False),
