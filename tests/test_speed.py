@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from mnistlab import flops
@@ -299,4 +300,34 @@ def test_adam_probe_runs_in_tiny_mode(tmp_path, tiny_npz):
     report = json.load(open(tmp_path / "adam_probe-mlp.json"))
     assert set(report["ms_per_step"]) == {"FusedAdam", "Adam"}
     assert all(len(times) == 2 for times in report["ms_per_step"].values())
-    assert "**Fused Adam:" in (tmp_path / "adam_probe-mlp.md").read_text()
+    assert "**FusedAdam:" in (tmp_path / "adam_probe-mlp.md").read_text()
+
+
+def test_pool_probe_runs_in_tiny_mode_on_jax(tmp_path, tiny_npz):
+    pytest.importorskip("jax")
+    result = _script(
+        "benchmarks/ab_probe.py",
+        "--compare", "pool", "--backend", "jax", "--model", "cnn", "--reps", "2",
+        "--images", "400", "--data", tiny_npz, "--out", str(tmp_path),
+        data=tiny_npz,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.load(open(tmp_path / "pool_probe-jax-cnn.json"))
+    assert report["backend"] == "jax"
+    assert set(report["ms_per_step"]) == {"mnistlab pooling", "Keras pooling"}
+
+
+def test_the_pool_probe_s_other_network_pools_as_keras_with_the_same_weights():
+    import keras
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import ab_probe
+
+    from mnistlab.models import create_model
+
+    ours = create_model("larger_cnn")
+    theirs = ab_probe.keras_pooling(ours)
+    pools = [type(layer) for layer in theirs.layers if "pooling" in layer.name]
+    assert pools == [keras.layers.MaxPooling2D] * 2
+    images = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(ours(images)), np.asarray(theirs(images)))

@@ -1,0 +1,183 @@
+"""One change to how a network trains, measured side by side in one process (an A/B probe).
+
+On a shared host, two fresh processes timed minutes apart can differ by 2x (the speed table's
+[min-max] columns), which hides a 10-20% change. So this probe builds the network twice, with
+the same weights, compiled as ``mnistlab train`` compiles it (its recipe, FAST_SETTINGS), once
+as mnistlab ships it and once with the change undone, and times one pass of ``fit`` over the
+same real MNIST images for each in turn, alternating which goes first, many times. Both meet
+the same noise, so their ratio holds even when the host's speed does not.
+
+The changes (--compare):
+    adam   optimizers.FusedAdam against keras.optimizers.Adam (TensorFlow)
+    pool   layers.MaxPooling2D against keras.layers.MaxPooling2D (any backend: on JAX, ours
+           pools by a reshape; elsewhere the two are the same layer, a null check)
+
+Usage (one network a process, since TensorFlow fixes its kernels when it loads):
+    python benchmarks/ab_probe.py --compare adam --model mlp
+    python benchmarks/ab_probe.py --compare pool --backend jax --model cnn --reps 9
+
+Writes benchmarks/results/adam_probe-MODEL.json and .md (--compare adam, the names that
+benchmarks/adam_probe.py always wrote), or COMPARE_probe-BACKEND-MODEL.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+
+# --compare: (title, label of mnistlab's way, label of the way it is undone)
+COMPARISONS = {
+    "adam": ("Fused Adam against Keras's Adam", "FusedAdam", "Adam"),
+    "pool": ("mnistlab's max pooling against Keras's", "mnistlab pooling", "Keras pooling"),
+}
+
+
+def keras_pooling(model):
+    """A copy of the model (its weights too) with every mnistlab MaxPooling2D made Keras's."""
+    import keras
+
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer.get("registered_name") == "mnistlab>MaxPooling2D":
+            layer.update(module="keras.layers", registered_name=None)
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
+    """{label: compiled model} for mnistlab's way and the undone way, with the same weights."""
+    import keras
+
+    from mnistlab.config import TrainConfig
+    from mnistlab.models import create_model
+    from mnistlab.train import compile_model
+
+    _, ours, theirs = COMPARISONS[compare]
+    models = {}
+    if compare == "adam":
+        for label, fused in ((ours, "true"), (theirs, "false")):
+            config = TrainConfig.from_dict({**recipe, "augment": "none", "fused_adam": fused})
+            keras.utils.set_random_seed(config.seed)  # the same initial weights for both
+            models[label] = create_model(model_name, config.precision)
+            compile_model(models[label], config, steps)
+        return models
+    config = TrainConfig.from_dict({**recipe, "augment": "none"})
+    keras.utils.set_random_seed(config.seed)
+    models[ours] = create_model(model_name, config.precision)
+    models[theirs] = keras_pooling(models[ours])
+    for model in models.values():
+        compile_model(model, config, steps)
+    return models
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", choices=sorted(COMPARISONS), default="adam")
+    parser.add_argument("--model", default="mlp", help="a registered network (default mlp)")
+    parser.add_argument(
+        "--backend", default="tensorflow", help="Keras backend (default tensorflow)"
+    )
+    parser.add_argument("--reps", type=int, default=25, help="timed passes per variant")
+    parser.add_argument("--images", type=int, default=12000, help="training images per pass")
+    parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
+    args = parser.parse_args(argv)
+
+    from mnistlab.backend import use_backend
+
+    use_backend(args.backend, args.model)  # the kernels `mnistlab train MODEL` runs
+    import keras
+    import numpy as np
+
+    import mnistlab
+    from mnistlab import runs
+    from mnistlab.config import TrainConfig
+    from mnistlab.models import NUM_CLASSES, to_input
+    from mnistlab.runs import environment_versions, machine_description
+    from mnistlab.train import compile_settings, resolve_config
+
+    (x_train, y_train), _ = mnistlab.load_mnist(args.data)
+    x = to_input(x_train[: args.images])
+    y = keras.utils.to_categorical(y_train[: args.images], NUM_CLASSES)
+    recipe = resolve_config(args.model).to_dict()
+    batch_size = recipe["batch_size"]
+    steps = int(np.ceil(args.images / batch_size))
+    models = build_pair(args.compare, args.model, recipe, steps)
+    for model in models.values():
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)  # warm-up: trace, threads
+    seconds = {label: [] for label in models}
+    order = list(models)
+    for _ in range(args.reps):
+        for label in order:
+            started = time.perf_counter()
+            models[label].fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+            seconds[label].append(time.perf_counter() - started)
+        order.reverse()  # neither always goes first
+    per_step = {label: [1000 * s / steps for s in values] for label, values in seconds.items()}
+    medians = {label: statistics.median(values) for label, values in per_step.items()}
+    title, ours, theirs = COMPARISONS[args.compare]
+    config = TrainConfig.from_dict(recipe)
+    result = {
+        "command": "python benchmarks/ab_probe.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine_description(),
+        "written": time.strftime("%Y-%m-%d %H:%M"),
+        "compare": args.compare,
+        "model": args.model,
+        "backend": keras.backend.backend(),
+        "images_per_pass": args.images,
+        "batch_size": batch_size,
+        "compile": compile_settings(config, steps),  # the same for both variants
+        "onednn": environment_versions().get("onednn"),
+        "ms_per_step": per_step,
+        "median_ms_per_step": medians,
+        "speed_up": medians[theirs] / medians[ours],
+    }
+    os.makedirs(args.out, exist_ok=True)
+    if args.compare == "adam":
+        name = os.path.join(args.out, f"adam_probe-{args.model}")
+    else:
+        name = os.path.join(args.out, f"{args.compare}_probe-{result['backend']}-{args.model}")
+    runs.write_json(name + ".json", result)
+    quartiles = {label: statistics.quantiles(v, n=4) for label, v in per_step.items()}
+    onednn = (
+        f", oneDNN {'on' if result['onednn'] else 'off'}"
+        if result["backend"] == "tensorflow"
+        else ""
+    )
+    lines = [
+        f"# {title}: `{args.model}` on {result['backend']}",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Written: {result['written']}",
+        "",
+        f"One process, both networks compiled as `mnistlab train {args.model}` compiles them "
+        f"({result['compile']}, batch {batch_size}{onednn}), "
+        f"{args.reps} alternating passes of `fit` over {args.images} MNIST training images each.",
+        "",
+        "| variant | ms a step, median | quartiles |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {label} | {medians[label]:.2f} | {quartiles[label][0]:.2f}-{quartiles[label][2]:.2f} |"
+            for label in (ours, theirs)
+        ),
+        "",
+        f"**{ours}: {result['speed_up']:.2f}x** as fast a step as {theirs}.",
+        "",
+    ]
+    with runs.atomic_path(name + ".md") as temporary, open(temporary, "w") as handle:
+        handle.write("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
