@@ -179,3 +179,54 @@ def test_an_unknown_precision_names_the_choices():
 
     with pytest.raises(ValueError, match="auto, float32, mixed_bfloat16"):
         resolve_precision("float16", "cnn")
+
+
+YNN = "--xla_cpu_experimental_ynn_fusion_type"  # config.JAX_YNN_FLAG, written out as the reference
+
+
+@pytest.mark.parametrize(
+    "backend, user_flags, expected",
+    [
+        ("jax", "", f"{YNN}=dot"),  # mnistlab's default: XLA's matrix products on YNNPACK
+        ("jax", "--xla_cpu_enable_fast_math=false", f"--xla_cpu_enable_fast_math=false {YNN}=dot"),
+        ("jax", f"{YNN}=", f"{YNN}="),  # the user's own choice stands, even an empty one
+        ("tensorflow", "", ""),  # other backends are left alone
+        ("torch", "", ""),
+    ],
+)
+def test_jax_gets_ynnpack_matrix_products_unless_the_user_chose(backend, user_flags, expected):
+    pytest.importorskip("jax")
+    from mnistlab.backend import jaxlib_at_least
+    from mnistlab.config import JAX_YNN_SINCE
+
+    if backend == "jax" and not jaxlib_at_least(JAX_YNN_SINCE):
+        expected = user_flags  # an older jaxlib would stop at a flag it does not know
+    code = (
+        "import os, sys\n"
+        "from mnistlab.backend import use_backend\n"
+        f"use_backend({backend!r})\n"
+        "assert 'jax' not in sys.modules and 'keras' not in sys.modules\n"
+        "print(repr(os.environ.get('XLA_FLAGS')))"
+    )
+    assert fresh_python(code, XLA_FLAGS=user_flags) == repr(expected)
+
+
+def test_jax_runs_with_the_flag_and_the_run_record_keeps_it():
+    """XLA accepts the flag (it stops the process on one it does not know), a jitted matrix
+    product gives numpy's answer under it, and meta.json's versions record the flags."""
+    pytest.importorskip("jax")
+    code = (
+        "from mnistlab.backend import keras\n"
+        "keras()\n"
+        "import jax, numpy as np\n"
+        "a = np.random.default_rng(0).normal(size=(64, 300)).astype('float32')\n"
+        "b = np.random.default_rng(1).normal(size=(300, 20)).astype('float32')\n"
+        "np.testing.assert_allclose(np.asarray(jax.jit(lambda x, y: x @ y)(a, b)), a @ b, rtol=1e-4, atol=1e-4)\n"
+        "from mnistlab.runs import environment_versions\n"
+        "print(environment_versions()['xla_flags'])"
+    )
+    from mnistlab.backend import jaxlib_at_least
+    from mnistlab.config import JAX_YNN_SINCE
+
+    expected = f"{YNN}=dot" if jaxlib_at_least(JAX_YNN_SINCE) else ""
+    assert fresh_python(code, KERAS_BACKEND="jax", XLA_FLAGS="") == expected

@@ -6,7 +6,17 @@ from __future__ import annotations
 import os
 import sys
 
-from mnistlab.config import BACKEND_ENV, BACKENDS, DEFAULT_BACKEND, ONEDNN_DEFAULT, ONEDNN_ENV
+from mnistlab.config import (
+    BACKEND_ENV,
+    BACKENDS,
+    DEFAULT_BACKEND,
+    JAX_YNN_DEFAULT,
+    JAX_YNN_FLAG,
+    JAX_YNN_SINCE,
+    ONEDNN_DEFAULT,
+    ONEDNN_ENV,
+    XLA_FLAGS_ENV,
+)
 
 
 def use_backend(name: str | None, model: str | None = None) -> str:
@@ -46,7 +56,31 @@ def use_backend(name: str | None, model: str | None = None) -> str:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
     if chosen == "tensorflow" and "tensorflow" not in sys.modules:  # the faster kernels (config)
         os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT if wants_onednn(model) else "0")
+    if chosen == "jax" and "jax" not in sys.modules:  # XLA's faster matrix products (config)
+        flags = os.environ.get(XLA_FLAGS_ENV, "")
+        if JAX_YNN_FLAG not in flags and jaxlib_at_least(JAX_YNN_SINCE):
+            os.environ[XLA_FLAGS_ENV] = f"{flags} {JAX_YNN_FLAG}={JAX_YNN_DEFAULT}".strip()
     return chosen
+
+
+def jaxlib_at_least(version: tuple[int, ...]) -> bool:
+    """Whether the installed jaxlib is this version or later (False if it is not installed).
+
+    Example:
+        >>> jaxlib_at_least((10**6,))  # no such jaxlib (yet)
+        False
+    """
+    from importlib import metadata
+
+    try:
+        installed = metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+        return False
+    parts = []
+    for part in installed.split(".")[: len(version)]:
+        digits = "".join(char for char in part if char.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts) >= tuple(version)
 
 
 def wants_onednn(model: str | None) -> bool:
