@@ -11,6 +11,8 @@ The changes (--compare):
     adam   optimizers.FusedAdam against keras.optimizers.Adam (TensorFlow)
     pool   layers.MaxPooling2D against keras.layers.MaxPooling2D (any backend: on JAX, ours
            pools by a reshape; elsewhere the two are the same layer, a null check)
+    reshape  pooling by a reshape on every backend (what ours does on JAX only) against Keras's:
+           why mnistlab pools so on JAX alone
 
 Usage (one network a process, since TensorFlow fixes its kernels when it loads):
     python benchmarks/ab_probe.py --compare adam --model mlp
@@ -35,18 +37,28 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 COMPARISONS = {
     "adam": ("Fused Adam against Keras's Adam", "FusedAdam", "Adam"),
     "pool": ("mnistlab's max pooling against Keras's", "mnistlab pooling", "Keras pooling"),
+    "reshape": ("Max pooling by a reshape against Keras's", "reshape pooling", "Keras pooling"),
 }
 
 
-def keras_pooling(model):
-    """A copy of the model (its weights too) with every mnistlab MaxPooling2D made Keras's."""
+def keras_pooling(model, reshape: bool = False):
+    """A copy of the model (its weights too) with every mnistlab MaxPooling2D made Keras's, or
+    (reshape=True) made to pool by a reshape whatever the backend."""
     import keras
 
-    config = model.get_config()
-    for layer in config["layers"]:
-        if layer.get("registered_name") == "mnistlab>MaxPooling2D":
-            layer.update(module="keras.layers", registered_name=None)
-    copy = keras.Model.from_config(config)
+    from mnistlab.layers import MaxPooling2D, pool_by_reshape
+
+    class ReshapePooling(MaxPooling2D):
+        def call(self, inputs):
+            return pool_by_reshape(inputs, self.pool_size)
+
+    pooling = ReshapePooling if reshape else keras.layers.MaxPooling2D
+
+    def clone(layer):
+        kind = pooling if isinstance(layer, MaxPooling2D) else type(layer)
+        return kind.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -71,6 +83,8 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
     config = TrainConfig.from_dict({**recipe, "augment": "none"})
     keras.utils.set_random_seed(config.seed)
     models[ours] = create_model(model_name, config.precision)
+    if compare == "reshape":
+        models[ours] = keras_pooling(models[ours], reshape=True)
     models[theirs] = keras_pooling(models[ours])
     for model in models.values():
         compile_model(model, config, steps)

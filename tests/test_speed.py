@@ -331,3 +331,7 @@ def test_the_pool_probe_s_other_network_pools_as_keras_with_the_same_weights():
     assert pools == [keras.layers.MaxPooling2D] * 2
     images = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
     np.testing.assert_array_equal(np.asarray(ours(images)), np.asarray(theirs(images)))
+    reshaped = ab_probe.keras_pooling(ours, reshape=True)  # pools by a reshape here, on TF
+    pools = [layer for layer in reshaped.layers if "pooling" in layer.name]
+    assert [type(layer).__name__ for layer in pools] == ["ReshapePooling"] * 2
+    np.testing.assert_array_equal(np.asarray(reshaped(images)), np.asarray(ours(images)))
