@@ -64,7 +64,8 @@ def keras_pooling(model, reshape: bool = False):
 
 
 def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
-    """{label: compiled model} for mnistlab's way and the undone way, with the same weights."""
+    """{label: compiled model} for mnistlab's way and the undone way, with the same weights
+    (recipe: the TrainConfig dict they compile with, its augmentation off)."""
     import keras
 
     from mnistlab.config import TrainConfig
@@ -75,12 +76,12 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
     models = {}
     if compare == "adam":
         for label, fused in ((ours, "true"), (theirs, "false")):
-            config = TrainConfig.from_dict({**recipe, "augment": "none", "fused_adam": fused})
+            config = TrainConfig.from_dict({**recipe, "fused_adam": fused})
             keras.utils.set_random_seed(config.seed)  # the same initial weights for both
             models[label] = create_model(model_name, config.precision)
             compile_model(models[label], config, steps)
         return models
-    config = TrainConfig.from_dict({**recipe, "augment": "none"})
+    config = TrainConfig.from_dict(recipe)
     keras.utils.set_random_seed(config.seed)
     models[ours] = create_model(model_name, config.precision)
     if compare == "reshape":
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
     (x_train, y_train), _ = mnistlab.load_mnist(args.data)
     x = to_input(x_train[: args.images])
     y = keras.utils.to_categorical(y_train[: args.images], NUM_CLASSES)
-    recipe = resolve_config(args.model).to_dict()
+    # the probe times plain passes over arrays, whatever the recipe's augmentation
+    recipe = {**resolve_config(args.model).to_dict(), "augment": "none"}
     batch_size = recipe["batch_size"]
     steps = int(np.ceil(args.images / batch_size))
     models = build_pair(args.compare, args.model, recipe, steps)

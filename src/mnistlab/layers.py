@@ -24,11 +24,8 @@ class WeightedAverage(keras.layers.Layer):
         self.member_weights = normalize_weights(member_weights)
 
     def call(self, inputs):
-        if len(inputs) != len(self.member_weights):
-            raise ValueError(
-                f"WeightedAverage has {len(self.member_weights)} weights for {len(inputs)} inputs."
-            )
         total = inputs[0] * self.member_weights[0]
+        # strict: as many inputs as weights, else a ValueError
         for tensor, weight in zip(inputs[1:], self.member_weights[1:], strict=True):
             total = total + tensor * weight
         return total
@@ -67,8 +64,8 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     --backend jax``), a training step of cnn, larger_cnn and branch_cnn was 1.29x-1.52x as fast
     with it, and 1.23x-2.04x with XLA's YNNPACK dots on (backend.py). On TensorFlow and
     PyTorch the reshape made cnn's step slower (0.51x, 0.79x: ``--compare reshape``), so there
-    this is Keras's layer unchanged. The class name stays MaxPooling2D, so layer names, the ONNX export and the FLOP
-    count see Keras's layer.
+    this is Keras's layer unchanged. The class name stays MaxPooling2D, so layer names, the ONNX
+    export and the FLOP count see Keras's layer.
 
     Example:
         >>> import numpy as np

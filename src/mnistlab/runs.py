@@ -204,7 +204,9 @@ def environment_versions() -> dict:
     if backend == "tensorflow":
         versions["onednn"] = tensorflow_onednn()
     if backend == "jax":  # XLA's settings (backend.use_backend adds one for the CPU)
-        versions["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+        from mnistlab.config import XLA_FLAGS_ENV
+
+        versions["xla_flags"] = os.environ.get(XLA_FLAGS_ENV, "")
     return versions
 
 
