@@ -10,7 +10,8 @@ the same noise, so their ratio holds even when the host's speed does not.
 The changes (--compare):
     adam   optimizers.FusedAdam against keras.optimizers.Adam (TensorFlow)
     pool   layers.MaxPooling2D against keras.layers.MaxPooling2D (any backend: on JAX, ours
-           pools by a reshape; elsewhere the two are the same layer, a null check)
+           pools by a reshape, on PyTorch a view without copies; on TensorFlow the two are the
+           same layer, a null check)
     reshape  pooling by a reshape on every backend (what ours does on JAX only) against Keras's:
            why mnistlab pools so on JAX alone
 

@@ -1,11 +1,11 @@
 """mnistlab's own layers: MaxPooling2D pools as Keras's does (by hand and against Keras's layer,
-gradients included, on JAX where it computes otherwise); WeightedAverage is tested with the
+gradients included, on JAX and PyTorch where it computes otherwise); WeightedAverage is tested with the
 ensembles that use it (test_ensemble.py)."""
 
 import numpy as np
 import pytest
 
-from tests.conftest import fresh_python
+from tests.conftest import REPO, fresh_python
 
 
 def pool_by_hand(images, rows, columns):
@@ -68,3 +68,33 @@ print("same")
 def test_on_jax_it_pools_by_reshape_with_keras_s_values_and_gradients():
     pytest.importorskip("jax")
     assert fresh_python(JAX_CHECK, KERAS_BACKEND="jax") == "same"
+
+
+TORCH_CHECK = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+import keras, numpy as np, torch
+from mnistlab.layers import MaxPooling2D
+from tests.test_layers import pool_by_hand
+rng = np.random.default_rng(3)
+x = rng.normal(size=(3, 11, 10, 4)).astype("float32")  # no two equal values: no ties
+for args in ({{"pool_size": 2}}, {{"pool_size": 3, "strides": 2}}, {{"pool_size": 2, "padding": "same"}}):
+    ours, theirs = MaxPooling2D(**args), keras.layers.MaxPooling2D(**args)
+    results = []
+    for layer in (ours, theirs):
+        inputs = torch.tensor(x, requires_grad=True)
+        y = layer(inputs)
+        (y * torch.arange(y.numel()).reshape(y.shape)).sum().backward()
+        results.append((y.detach().numpy(), inputs.grad.numpy(), y.is_contiguous()))
+    (mine, my_grad, my_layout), (keras_s, keras_grad, keras_layout) = results
+    assert np.array_equal(mine, keras_s) and np.array_equal(my_grad, keras_grad), args
+    # valid pooling: ours keeps (N, H, W, C) memory, Keras's hands on a transposed view
+    assert (my_layout, keras_layout) == (args.get("padding") != "same", False), args
+assert np.array_equal(np.asarray(MaxPooling2D(2)(torch.tensor(x))), pool_by_hand(x, 2, 2))
+print("same")
+"""
+
+
+def test_on_torch_it_pools_a_view_with_keras_s_values_and_gradients():
+    pytest.importorskip("torch")
+    assert fresh_python(TORCH_CHECK, KERAS_BACKEND="torch") == "same"

@@ -55,7 +55,8 @@ def normalize_weights(weights) -> list[float]:
 
 @keras.saving.register_keras_serializable(package="mnistlab")
 class MaxPooling2D(keras.layers.MaxPooling2D):
-    """Keras's MaxPooling2D, computed on JAX as a max over a reshape when windows do not overlap.
+    """Keras's MaxPooling2D, computed on JAX as a max over a reshape when windows do not overlap,
+    and on PyTorch on a view, without Keras's copies.
 
     The same function, and the same gradient but where a window holds two equal maxima. On JAX,
     Keras pools with ``lax.reduce_window``, whose gradient XLA's CPU backend runs as a slow
@@ -63,9 +64,13 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     cheap comparison instead. Measured on 2 CPU cores (``benchmarks/ab_probe.py --compare pool
     --backend jax``), a training step of cnn, larger_cnn and branch_cnn was 1.29x-1.52x as fast
     with it, and 1.23x-2.04x with XLA's YNNPACK dots on (backend.py). On TensorFlow and
-    PyTorch the reshape made cnn's step slower (0.51x, 0.79x: ``--compare reshape``), so there
-    this is Keras's layer unchanged. The class name stays MaxPooling2D, so layer names, the ONNX
-    export and the FLOP count see Keras's layer.
+    PyTorch the reshape made cnn's step slower (0.51x, 0.79x: ``--compare reshape``), so on
+    TensorFlow this is Keras's layer unchanged. On PyTorch, where Keras (3.15) pools a contiguous
+    channels-first copy of each (N, H, W, C) input and hands on a transposed view of the result,
+    "valid" pooling runs ``torch.nn.functional.max_pool2d`` on a channels-first view of the
+    input itself, so no copy is made and the output is ordinary (N, H, W, C) memory:
+    ``--compare pool --backend torch`` measures it. The class name stays MaxPooling2D, so layer
+    names, the ONNX export and the FLOP count see Keras's layer.
 
     Example:
         >>> import numpy as np
@@ -77,7 +82,28 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     def call(self, inputs):
         if self._pools_by_reshape(inputs.shape):
             return pool_by_reshape(inputs, self.pool_size)
+        if self._pools_a_view(inputs):
+            import torch
+
+            outputs = torch.nn.functional.max_pool2d(
+                inputs.permute(0, 3, 1, 2), tuple(self.pool_size), tuple(self.strides)
+            )
+            return outputs.permute(0, 2, 3, 1)
         return super().call(inputs)
+
+    def _pools_a_view(self, inputs) -> bool:
+        """On PyTorch: pool a channels-first view of channels-last memory, not Keras's copy."""
+        if keras.backend.backend() != "torch":
+            return False
+        import torch
+
+        return (
+            isinstance(inputs, torch.Tensor)
+            and inputs.device.type != "meta"
+            and inputs.ndim == 4
+            and self.data_format == "channels_last"
+            and self.padding == "valid"
+        )
 
     def _pools_by_reshape(self, shape) -> bool:
         return (
