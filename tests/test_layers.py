@@ -1,6 +1,6 @@
 """mnistlab's own layers: MaxPooling2D pools as Keras's does (by hand and against Keras's layer,
-gradients included, on JAX and PyTorch where it computes otherwise); WeightedAverage is tested with the
-ensembles that use it (test_ensemble.py)."""
+gradients included, on JAX and PyTorch where it computes otherwise); WeightedAverage is tested
+with the ensembles that use it (test_ensemble.py)."""
 
 import numpy as np
 import pytest
