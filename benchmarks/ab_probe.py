@@ -8,7 +8,8 @@ same real MNIST images for each in turn, alternating which goes first, many time
 the same noise, so their ratio holds even when the host's speed does not.
 
 The changes (--compare):
-    adam   optimizers.FusedAdam against keras.optimizers.Adam (TensorFlow)
+    adam   optimizers.FusedAdam against keras.optimizers.Adam (TensorFlow and PyTorch, where
+           ours updates every weight in one fused kernel; on JAX a null check)
     pool   layers.MaxPooling2D against keras.layers.MaxPooling2D (any backend: on JAX, ours
            pools by a reshape, on PyTorch a view without copies; on TensorFlow the two are the
            same layer, a null check)
@@ -19,8 +20,8 @@ Usage (one network a process, since TensorFlow fixes its kernels when it loads):
     python benchmarks/ab_probe.py --compare adam --model mlp
     python benchmarks/ab_probe.py --compare pool --backend jax --model cnn --reps 9
 
-Writes benchmarks/results/adam_probe-MODEL.json and .md (--compare adam, the names that
-benchmarks/adam_probe.py always wrote), or COMPARE_probe-BACKEND-MODEL.json and .md.
+Writes benchmarks/results/adam_probe-MODEL.json and .md (--compare adam on TensorFlow, the
+names that benchmarks/adam_probe.py always wrote), or COMPARE_probe-BACKEND-MODEL.json and .md.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
         "speed_up": medians[theirs] / medians[ours],
     }
     os.makedirs(args.out, exist_ok=True)
-    if args.compare == "adam":
+    if args.compare == "adam" and result["backend"] == "tensorflow":
         name = os.path.join(args.out, f"adam_probe-{args.model}")
     else:
         name = os.path.join(args.out, f"{args.compare}_probe-{result['backend']}-{args.model}")

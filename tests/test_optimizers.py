@@ -1,4 +1,5 @@
-"""FusedAdam: Adam's update in one kernel, checked against a hand-written Adam and Keras's own."""
+"""FusedAdam: Adam's update in one kernel, checked against a hand-written Adam and Keras's own,
+on the backend the suite runs and, in a fresh interpreter, on PyTorch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from mnistlab.optimizers import FusedAdam
 from mnistlab.schedules import OneCycle
+from tests.conftest import REPO, fresh_python
 
 TF = keras.backend.backend() == "tensorflow"
 
@@ -143,3 +145,50 @@ def test_runs_saved_before_fused_adam_resume_with_keras_adam():
     # an older run's config.json has no fused_adam key: it trained with Keras's Adam
     assert saved_config({"model": "cnn"})["fused_adam"] == "false"
     assert saved_config({"model": "cnn", "fused_adam": "true"})["fused_adam"] == "true"
+
+
+TORCH_CHECK = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+import keras, numpy as np, torch
+from mnistlab.optimizers import FusedAdam
+from mnistlab.schedules import OneCycle
+from tests.test_optimizers import _mlp, hand_adam
+calls = []
+kernel = torch._fused_adam_
+def counted(weights, *args, **kwargs):
+    calls.append(len(weights))
+    return kernel(weights, *args, **kwargs)
+torch._fused_adam_ = counted
+rng = np.random.default_rng(0)
+starts = [rng.normal(size=shape).astype("float32") for shape in ((4, 3), (5,))]
+gradients = [[rng.normal(size=s.shape).astype("float32") for s in starts] for _ in range(5)]
+variables = [keras.Variable(s) for s in starts]
+optimizer = FusedAdam(learning_rate=0.01)
+for step in gradients:
+    optimizer.apply([torch.tensor(g) for g in step], variables)
+for variable, start, k in zip(variables, starts, range(2)):
+    by_hand = hand_adam(start, [step[k] for step in gradients], 0.01)
+    np.testing.assert_allclose(variable.numpy(), by_hand, rtol=1e-5, atol=1e-6)
+    assert np.abs(variable.numpy() - start).max() > 0.02
+assert calls == [2] * 5, calls  # both variables in one call a step
+x = rng.normal(size=(64, 6)).astype("float32")
+y = keras.utils.to_categorical(rng.integers(0, 3, size=64), 3)
+trained = []  # Keras's Adam is its torch._foreach one here, mnistlab's the fused kernel
+for kind in (keras.optimizers.Adam, FusedAdam):
+    model = _mlp(seed=3)
+    model.compile(optimizer=kind(OneCycle(0.01, total_steps=8, warmup_steps=2)),
+                  loss="categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    trained.append(model.get_weights())
+for theirs, ours, start in zip(*trained, _mlp(seed=3).get_weights()):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ours, start)
+assert calls == [2] * 5 + [4] * 8, calls  # one call a step, all four weight arrays
+print("same")
+"""
+
+
+def test_on_torch_one_fused_kernel_updates_as_keras_adam_does():
+    pytest.importorskip("torch")
+    assert fresh_python(TORCH_CHECK, KERAS_BACKEND="torch") == "same"

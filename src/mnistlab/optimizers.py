@@ -16,9 +16,17 @@ checks them against a hand-written Adam and against Keras's own). It pays where 
 many and the arithmetic per weight is little: on a 2-core AVX2 EPYC the MLP (615,000 weights,
 two matrix products) trained 1.16x as fast an epoch (benchmarks/results/speed-mlp-fused/, 5
 rounds) and 1.08x as fast a step side by side in one process (adam_probe-mlp.md); the CNNs,
-whose time goes to convolutions, showed no difference beyond noise (adam_probe-cnn.md). On the
-JAX and PyTorch backends, and for what the kernel does not cover (amsgrad, sparse gradients), it
-is Keras's Adam unchanged.
+whose time goes to convolutions, showed no difference beyond noise (adam_probe-cnn.md).
+
+PyTorch has such a kernel too, ``torch._fused_adam_`` (what ``torch.optim.Adam(fused=True)``
+runs), which updates every weight of one device and dtype in one call. Its formula puts epsilon
+after the bias correction, ``w -= lr / (1 - beta_1 ** t) * m / (sqrt(v) / sqrt(1 - beta_2 ** t)
++ eps)``, which is Keras's exactly when ``eps = epsilon / sqrt(1 - beta_2 ** t)``, so that is the
+epsilon it gets, step by step. Keras 3 gives a subclass of its Adam on PyTorch the generic update,
+one variable at a time, not its own ``torch._foreach`` one; the fused kernel replaces both. It is
+used for weights on the CPU; on a GPU (where reading the step count would wait for the device),
+FusedAdam runs Keras's ``torch._foreach`` Adam. On JAX, and for what the kernels do not cover
+(amsgrad, sparse gradients), it is Keras's Adam unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +44,19 @@ class FusedAdam(keras.optimizers.Adam):
         >>> isinstance(FusedAdam(0.001), keras.optimizers.Adam)
         True
     """
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if keras.backend.backend() != "torch" or self.amsgrad:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        import torch
+
+        with torch.no_grad():
+            if all(v.value.device.type == "cpu" for v in trainable_variables):
+                _torch_fused_adam(self, grads, trainable_variables, learning_rate)
+            else:
+                from keras.src.backend.torch.optimizers.torch_adam import Adam
+
+                Adam._parallel_update_step(self, grads, trainable_variables, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
         if keras.backend.backend() != "tensorflow" or self.amsgrad:
@@ -60,4 +81,41 @@ class FusedAdam(keras.optimizers.Adam):
             beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype),
+        )
+
+
+def _torch_fused_adam(optimizer, grads, variables, learning_rate):
+    """One Adam step of every variable (CPU torch tensors) by torch._fused_adam_, one call per
+    dtype, with Keras's epsilon (see the module's docstring)."""
+    import torch
+
+    step = int(optimizer.iterations.value) + 1  # the step this update makes, counted from 1
+    bias_correction_2 = 1.0 - float(optimizer.beta_2) ** step
+    eps = float(optimizer.epsilon) / bias_correction_2**0.5
+    rate = float(learning_rate.value if hasattr(learning_rate, "value") else learning_rate)
+    groups = {}
+    for gradient, variable in zip(grads, variables, strict=True):
+        index = optimizer._get_variable_index(variable)
+        weight = variable.value
+        group = groups.setdefault(weight.dtype, ([], [], [], []))
+        group[0].append(weight)
+        group[1].append(gradient.to(weight.dtype))
+        group[2].append(optimizer._momentums[index].value)
+        group[3].append(optimizer._velocities[index].value)
+    for weights, gradients, momentums, velocities in groups.values():
+        steps = [torch.tensor(float(step), dtype=torch.float32)] * len(weights)
+        torch._fused_adam_(
+            weights,
+            gradients,
+            momentums,
+            velocities,
+            [],
+            steps,
+            lr=rate,
+            beta1=float(optimizer.beta_1),
+            beta2=float(optimizer.beta_2),
+            weight_decay=0.0,
+            eps=eps,
+            amsgrad=False,
+            maximize=False,
         )

@@ -401,7 +401,8 @@ def add_config_arguments(parser) -> None:
         "jit_compile": "auto, true or false",
         "steps_per_execution": "train steps per compiled call (0 = measured default)",
         "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
-        "fused_adam": "true: Adam's update as one kernel on TensorFlow (same math); false: Keras's",
+        "fused_adam": "true: Adam's update as one kernel on TensorFlow and PyTorch (same math); "
+        "false: Keras's",
         "precision": "auto (bfloat16 where measured faster at the same error), float32, or "
         "mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
