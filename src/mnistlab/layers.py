@@ -80,9 +80,10 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     """
 
     def call(self, inputs):
-        if self._pools_by_reshape(inputs.shape):
+        way = self._way(inputs)
+        if way == "reshape":
             return pool_by_reshape(inputs, self.pool_size)
-        if self._pools_a_view(inputs):
+        if way == "view":
             import torch
 
             outputs = torch.nn.functional.max_pool2d(
@@ -91,29 +92,26 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
             return outputs.permute(0, 2, 3, 1)
         return super().call(inputs)
 
-    def _pools_a_view(self, inputs) -> bool:
-        """On PyTorch: pool a channels-first view of channels-last memory, not Keras's copy."""
-        if keras.backend.backend() != "torch":
-            return False
-        import torch
-
-        return (
-            isinstance(inputs, torch.Tensor)
-            and inputs.device.type != "meta"
-            and inputs.ndim == 4
-            and self.data_format == "channels_last"
+    def _way(self, inputs) -> str | None:
+        """How this input is pooled: "reshape" (JAX, windows that do not overlap, a known
+        shape), "view" (PyTorch, a real tensor) or None, Keras's way. Both of ours need "valid"
+        windows over (N, H, W, C) input."""
+        if not (
+            self.data_format == "channels_last"
             and self.padding == "valid"
-        )
+            and len(inputs.shape) == 4
+        ):
+            return None
+        backend = keras.backend.backend()
+        if backend == "jax":
+            fixed = all(size is not None for size in inputs.shape[1:])
+            return "reshape" if fixed and tuple(self.strides) == tuple(self.pool_size) else None
+        if backend == "torch":
+            import torch
 
-    def _pools_by_reshape(self, shape) -> bool:
-        return (
-            keras.backend.backend() == "jax"
-            and self.data_format == "channels_last"
-            and self.padding == "valid"
-            and tuple(self.strides) == tuple(self.pool_size)
-            and len(shape) == 4
-            and all(size is not None for size in shape[1:])
-        )
+            real = isinstance(inputs, torch.Tensor) and inputs.device.type != "meta"
+            return "view" if real else None
+        return None
 
 
 def pool_by_reshape(inputs, pool_size):
