@@ -15,6 +15,8 @@ The changes (--compare):
            same layer, a null check)
     reshape  pooling by a reshape on every backend (what ours does on JAX only) against Keras's:
            why mnistlab pools so on JAX alone
+    steps  the steps per compiled call mnistlab uses (train.FAST_SETTINGS: 20 on TensorFlow
+           and JAX) against one (on PyTorch, which runs one, a null check)
 
 Usage (one network a process, since TensorFlow fixes its kernels when it loads):
     python benchmarks/ab_probe.py --compare adam --model mlp
@@ -40,6 +42,12 @@ COMPARISONS = {
     "adam": ("Fused Adam against Keras's Adam", "FusedAdam", "Adam"),
     "pool": ("mnistlab's max pooling against Keras's", "mnistlab pooling", "Keras pooling"),
     "reshape": ("Max pooling by a reshape against Keras's", "reshape pooling", "Keras pooling"),
+    "steps": ("mnistlab's steps per compiled call against one", "mnistlab's steps", "one step"),
+}
+# the comparisons that differ only in the recipe: (mnistlab's changes, the undone way's)
+RECIPE_CHANGES = {
+    "adam": ({"fused_adam": "true"}, {"fused_adam": "false"}),
+    "steps": ({}, {"steps_per_execution": 1}),
 }
 
 
@@ -76,9 +84,9 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
 
     _, ours, theirs = COMPARISONS[compare]
     models = {}
-    if compare == "adam":
-        for label, fused in ((ours, "true"), (theirs, "false")):
-            config = TrainConfig.from_dict({**recipe, "fused_adam": fused})
+    if compare in RECIPE_CHANGES:
+        for label, change in zip((ours, theirs), RECIPE_CHANGES[compare], strict=True):
+            config = TrainConfig.from_dict({**recipe, **change})
             keras.utils.set_random_seed(config.seed)  # the same initial weights for both
             models[label] = create_model(model_name, config.precision)
             compile_model(models[label], config, steps)
@@ -115,10 +123,9 @@ def main(argv=None) -> int:
 
     import mnistlab
     from mnistlab import runs
-    from mnistlab.config import TrainConfig
     from mnistlab.models import NUM_CLASSES, to_input
     from mnistlab.runs import environment_versions, machine_description
-    from mnistlab.train import compile_settings, resolve_config
+    from mnistlab.train import resolve_config
 
     (x_train, y_train), _ = mnistlab.load_mnist(args.data)
     x = to_input(x_train[: args.images])
@@ -141,7 +148,6 @@ def main(argv=None) -> int:
     per_step = {label: [1000 * s / steps for s in values] for label, values in seconds.items()}
     medians = {label: statistics.median(values) for label, values in per_step.items()}
     title, ours, theirs = COMPARISONS[args.compare]
-    config = TrainConfig.from_dict(recipe)
     result = {
         "command": "python benchmarks/ab_probe.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
@@ -152,7 +158,10 @@ def main(argv=None) -> int:
         "backend": keras.backend.backend(),
         "images_per_pass": args.images,
         "batch_size": batch_size,
-        "compile": compile_settings(config, steps),  # the same for both variants
+        "compile": {
+            label: {"jit_compile": m.jit_compile, "steps_per_execution": m.steps_per_execution}
+            for label, m in models.items()
+        },
         "onednn": environment_versions().get("onednn"),
         "ms_per_step": per_step,
         "median_ms_per_step": medians,
@@ -170,6 +179,12 @@ def main(argv=None) -> int:
         if result["backend"] == "tensorflow"
         else ""
     )
+    settings = [f"{k} {v}" for k, v in result["compile"][ours].items()]
+    if result["compile"][theirs] != result["compile"][ours]:
+        settings += [
+            f"{theirs}: " + ", ".join(f"{k} {v}" for k, v in result["compile"][theirs].items())
+        ]
+    compiled = ", ".join(settings)
     lines = [
         f"# {title}: `{args.model}` on {result['backend']}",
         "",
@@ -178,7 +193,7 @@ def main(argv=None) -> int:
         f"Written: {result['written']}",
         "",
         f"One process, both networks compiled as `mnistlab train {args.model}` compiles them "
-        f"({result['compile']}, batch {batch_size}{onednn}), "
+        f"({compiled}, batch {batch_size}{onednn}), "
         f"{args.reps} alternating passes of `fit` over {args.images} MNIST training images each.",
         "",
         "| variant | ms a step, median | quartiles |",

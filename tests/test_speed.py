@@ -317,6 +317,24 @@ def test_pool_probe_runs_in_tiny_mode_on_jax(tmp_path, tiny_npz):
     assert set(report["ms_per_step"]) == {"mnistlab pooling", "Keras pooling"}
 
 
+def test_the_steps_probe_compiles_the_same_weights_with_mnistlab_s_steps_and_with_one():
+    import keras
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import ab_probe
+
+    from mnistlab.train import FAST_SETTINGS, resolve_config
+
+    recipe = {**resolve_config("mlp").to_dict(), "augment": "none"}
+    models = ab_probe.build_pair("steps", "mlp", recipe, steps=60)
+    ours, theirs = models["mnistlab's steps"], models["one step"]
+    fast = FAST_SETTINGS[keras.backend.backend()]["steps_per_execution"]
+    assert ours.steps_per_execution == fast
+    assert theirs.steps_per_execution == 1
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_pool_probe_s_other_network_pools_as_keras_with_the_same_weights():
     import keras
 

@@ -18,9 +18,12 @@ from mnistlab.config import TrainConfig, saved_config
 # (jit_compile) made a cnn epoch about 8x slower on this CPU (38 s against 4.1 s for 12,000
 # images), and 20 steps per compiled call cut the epoch time by 10-25% (noisy: the machine was
 # shared). Measured by benchmarks/settings_probe.sh; logs in benchmarks/results/probe_*.log.
+# On JAX, 20 steps per call made a step 1.04x (mlp) and 1.01x-1.05x (the CNNs) as fast as one
+# (benchmarks/ab_probe.py --compare steps --backend jax; results/steps_probe-jax-*.md). PyTorch
+# runs one step per call: Keras refuses more there.
 FAST_SETTINGS = {
     "tensorflow": {"jit_compile": False, "steps_per_execution": 20},
-    "jax": {"jit_compile": True, "steps_per_execution": 1},
+    "jax": {"jit_compile": True, "steps_per_execution": 20},
     "torch": {"jit_compile": False, "steps_per_execution": 1},
 }
 
