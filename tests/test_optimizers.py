@@ -185,6 +185,16 @@ for theirs, ours, start in zip(*trained, _mlp(seed=3).get_weights()):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ours, start)
 assert calls == [2] * 5 + [4] * 8, calls  # one call a step, all four weight arrays
+import mnistlab.optimizers
+mnistlab.optimizers._all_on_cpu = lambda variables: False  # as weights on a GPU: Keras's foreach
+variables = [keras.Variable(s) for s in starts]
+optimizer = FusedAdam(learning_rate=0.01)
+for step in gradients:
+    optimizer.apply([torch.tensor(g) for g in step], variables)
+for variable, start, k in zip(variables, starts, range(2)):
+    by_hand = hand_adam(start, [step[k] for step in gradients], 0.01)
+    np.testing.assert_allclose(variable.numpy(), by_hand, rtol=1e-5, atol=1e-6)
+assert len(calls) == 5 + 8, len(calls)  # no more fused calls
 print("same")
 """
 

@@ -51,7 +51,7 @@ class FusedAdam(keras.optimizers.Adam):
         import torch
 
         with torch.no_grad():
-            if all(v.value.device.type == "cpu" for v in trainable_variables):
+            if _all_on_cpu(trainable_variables):
                 _torch_fused_adam(self, grads, trainable_variables, learning_rate)
             else:
                 from keras.src.backend.torch.optimizers.torch_adam import Adam
@@ -82,6 +82,11 @@ class FusedAdam(keras.optimizers.Adam):
             epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype),
         )
+
+
+def _all_on_cpu(variables) -> bool:
+    """Whether every variable's torch tensor is in CPU memory (where FusedAdam fuses)."""
+    return all(variable.value.device.type == "cpu" for variable in variables)
 
 
 def _torch_fused_adam(optimizer, grads, variables, learning_rate):
