@@ -163,14 +163,16 @@ torch._fused_adam_ = counted
 rng = np.random.default_rng(0)
 starts = [rng.normal(size=shape).astype("float32") for shape in ((4, 3), (5,))]
 gradients = [[rng.normal(size=s.shape).astype("float32") for s in starts] for _ in range(5)]
-variables = [keras.Variable(s) for s in starts]
-optimizer = FusedAdam(learning_rate=0.01)
-for step in gradients:
-    optimizer.apply([torch.tensor(g) for g in step], variables)
-for variable, start, k in zip(variables, starts, range(2)):
-    by_hand = hand_adam(start, [step[k] for step in gradients], 0.01)
-    np.testing.assert_allclose(variable.numpy(), by_hand, rtol=1e-5, atol=1e-6)
-    assert np.abs(variable.numpy() - start).max() > 0.02
+def five_steps_match_adam_by_hand():
+    variables = [keras.Variable(s) for s in starts]
+    optimizer = FusedAdam(learning_rate=0.01)
+    for step in gradients:
+        optimizer.apply([torch.tensor(g) for g in step], variables)
+    for variable, start, k in zip(variables, starts, range(2)):
+        by_hand = hand_adam(start, [step[k] for step in gradients], 0.01)
+        np.testing.assert_allclose(variable.numpy(), by_hand, rtol=1e-5, atol=1e-6)
+        assert np.abs(variable.numpy() - start).max() > 0.02
+five_steps_match_adam_by_hand()
 assert calls == [2] * 5, calls  # both variables in one call a step
 x = rng.normal(size=(64, 6)).astype("float32")
 y = keras.utils.to_categorical(rng.integers(0, 3, size=64), 3)
@@ -187,13 +189,7 @@ for theirs, ours, start in zip(*trained, _mlp(seed=3).get_weights()):
 assert calls == [2] * 5 + [4] * 8, calls  # one call a step, all four weight arrays
 import mnistlab.optimizers
 mnistlab.optimizers._all_on_cpu = lambda variables: False  # as weights on a GPU: Keras's foreach
-variables = [keras.Variable(s) for s in starts]
-optimizer = FusedAdam(learning_rate=0.01)
-for step in gradients:
-    optimizer.apply([torch.tensor(g) for g in step], variables)
-for variable, start, k in zip(variables, starts, range(2)):
-    by_hand = hand_adam(start, [step[k] for step in gradients], 0.01)
-    np.testing.assert_allclose(variable.numpy(), by_hand, rtol=1e-5, atol=1e-6)
+five_steps_match_adam_by_hand()
 assert len(calls) == 5 + 8, len(calls)  # no more fused calls
 print("same")
 """
