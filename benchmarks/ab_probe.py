@@ -179,12 +179,13 @@ def main(argv=None) -> int:
         if result["backend"] == "tensorflow"
         else ""
     )
-    settings = [f"{k} {v}" for k, v in result["compile"][ours].items()]
+
+    def settings(label: str) -> str:
+        return ", ".join(f"{key} {value}" for key, value in result["compile"][label].items())
+
+    compiled = settings(ours)
     if result["compile"][theirs] != result["compile"][ours]:
-        settings += [
-            f"{theirs}: " + ", ".join(f"{k} {v}" for k, v in result["compile"][theirs].items())
-        ]
-    compiled = ", ".join(settings)
+        compiled += f", {theirs}: {settings(theirs)}"
     lines = [
         f"# {title}: `{args.model}` on {result['backend']}",
         "",
