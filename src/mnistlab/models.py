@@ -322,33 +322,66 @@ def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "val
     return layers.BatchNormalization()(x)
 
 
-@register(
-    "best",
-    "modern CNN sized for a 2-core CPU: conv-BN blocks, strided 3x3 convs, dropout",
-    epochs=40,  # 11 minutes on a 2-core AVX-512 EPYC (benchmarks/results/best-e40.md)
+# The recipe `best` and `best5` share: 40 epochs (11 minutes for `best` on a 2-core AVX-512
+# EPYC, benchmarks/results/best-e40.md) and 1,000 held-out images, for more to learn from (the
+# epoch count is fixed, so nothing is chosen on them).
+STRIDED_RECIPE = dict(
+    epochs=40,
     batch_size=128,
     learning_rate=0.003,
     schedule="onecycle",
     augment="affine",
     label_smoothing=0.1,
-    val_size=1000,  # more to learn from; the epoch count is fixed, so nothing is chosen on it
+    val_size=1000,
 )
-def best():
+
+
+def _strided_cnn(name: str, kernel: int):
+    """`best`'s layout with ``kernel`` x ``kernel`` kernels in its first four convolutions.
+
+    Two valid convolutions, each followed by a strided 'same' one that halves the map, then a
+    3x3 convolution to 128 channels and the classifier. Map sizes for kernel 3 (`best`):
+    26, 13, 11, 6, 4 (2,048 features); for kernel 5 (`best5`): 24, 12, 8, 4, 2 (512 features).
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input(INPUT_SHAPE)
-    x = _conv_bn(inputs, 32, 3)  # (26, 26, 32)
-    x = _conv_bn(x, 32, 3, strides=2, padding="same")  # (13, 13, 32)
+    x = _conv_bn(inputs, 32, kernel)
+    x = _conv_bn(x, 32, kernel, strides=2, padding="same")
     x = layers.Dropout(0.25)(x)
-    x = _conv_bn(x, 64, 3)  # (11, 11, 64)
-    x = _conv_bn(x, 64, 3, strides=2, padding="same")  # (6, 6, 64)
+    x = _conv_bn(x, 64, kernel)
+    x = _conv_bn(x, 64, kernel, strides=2, padding="same")
     x = layers.Dropout(0.25)(x)
-    x = _conv_bn(x, 128, 3)  # (4, 4, 128)
-    x = layers.Flatten()(x)  # (2048,)
+    x = _conv_bn(x, 128, 3)
+    x = layers.Flatten()(x)
     x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="best")
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register(
+    "best",
+    "modern CNN sized for a 2-core CPU: conv-BN blocks, strided 3x3 convs, dropout",
+    **STRIDED_RECIPE,
+)
+def best():
+    return _strided_cnn("best", 3)
+
+
+# `best5` is `best` with 5x5 kernels in its first four convolutions: the same depth, strides
+# and recipe, a wider receptive field at each layer (9.4M multiply-adds an image). It is there
+# for ensembles: An et al. (2020) reach their best MNIST ensembles by mixing networks that differ
+# only in kernel size (3, 5, 7), whose mistakes differ more than those of seeds of one design.
+
+
+@register(
+    "best5",
+    "best with 5x5 kernels: the same recipe, another receptive field, for mixed ensembles",
+    **STRIDED_RECIPE,
+)
+def best5():
+    return _strided_cnn("best5", 5)
 
 
 @register(
@@ -379,41 +412,6 @@ def deotte():
     x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="deotte")
-
-
-# `best5` is `best` with 5x5 kernels in its first four convolutions: the same depth, strides
-# and recipe, a wider receptive field at each layer (9.4M multiply-adds an image). It is there
-# for ensembles: An et al. (2020) reach their best MNIST ensembles by mixing networks that differ
-# only in kernel size (3, 5, 7), whose mistakes differ more than those of seeds of one design.
-
-
-@register(
-    "best5",
-    "best with 5x5 kernels: the same recipe, another receptive field, for mixed ensembles",
-    epochs=40,
-    batch_size=128,
-    learning_rate=0.003,
-    schedule="onecycle",
-    augment="affine",
-    label_smoothing=0.1,
-    val_size=1000,
-)
-def best5():
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(INPUT_SHAPE)
-    x = _conv_bn(inputs, 32, 5)  # (24, 24, 32)
-    x = _conv_bn(x, 32, 5, strides=2, padding="same")  # (12, 12, 32)
-    x = layers.Dropout(0.25)(x)
-    x = _conv_bn(x, 64, 5)  # (8, 8, 64)
-    x = _conv_bn(x, 64, 5, strides=2, padding="same")  # (4, 4, 64)
-    x = layers.Dropout(0.25)(x)
-    x = _conv_bn(x, 128, 3)  # (2, 2, 128)
-    x = layers.Flatten()(x)  # (512,)
-    x = layers.Dropout(0.4)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="best5")
 
 
 # The speedrun network lives beside its recipe and command; importing it registers it here.
