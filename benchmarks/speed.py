@@ -6,7 +6,8 @@ For each of the tutorial's networks, on every installed backend, in one run, int
 - mnistlab: ``mnistlab.train`` with the settings users get (FAST_SETTINGS, and precision auto:
   mixed bfloat16 for the tutorial's CNNs on a CPU with bfloat16 instructions, else float32);
   --float32 and --bf16 add rows that force either precision, --keras-adam one with Keras's own
-  Adam instead of the fused one (mnistlab.optimizers);
+  Adam instead of the fused one (mnistlab.optimizers), --ynn-ab on JAX one with XLA's matrix
+  products on YNNPACK or not, the other way from mnistlab's choice for the network;
 - plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
   backend, Keras's default compile settings;
 - plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory).
@@ -50,6 +51,8 @@ PLAIN = {
     "keras-onednn": os.path.join(HERE, "plain", "keras_tutorial.py"),
     "pytorch": os.path.join(HERE, "plain", "torch_loop.py"),
 }
+# --ynn-ab's rows: whether each forces XLA's dots onto YNNPACK (config.JAX_YNN_FLAG) or not
+YNN_ROWS = {"mnistlab-ynn-dot": True, "mnistlab-ynn-off": False}
 
 
 # --- one measurement, in its own process ---------------------------------------------------
@@ -110,6 +113,7 @@ def mnistlab_worker(args) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "backend": meta["versions"]["backend"],
         "onednn": meta["versions"].get("onednn"),
+        "xla_flags": meta["versions"].get("xla_flags"),
         "precision": run.config.precision,
         "compile": meta["compile"],
         "jit_effective": compiled["jit_effective"],
@@ -133,6 +137,10 @@ def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> d
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if impl == "keras-onednn":
         env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    if impl in YNN_ROWS:  # the user's own XLA_FLAGS win over mnistlab's choice (backend.py)
+        from mnistlab.config import JAX_YNN_DEFAULT, JAX_YNN_FLAG, XLA_FLAGS_ENV
+
+        env[XLA_FLAGS_ENV] = f"{JAX_YNN_FLAG}={JAX_YNN_DEFAULT if YNN_ROWS[impl] else ''}"
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if done.returncode != 0:
@@ -168,6 +176,8 @@ def installed_backends() -> list[str]:
 
 def plan(args) -> list[tuple]:
     """(implementation, backend, model, settings) for every measurement of one round."""
+    from mnistlab.backend import wants_ynn
+
     jobs = []
     for model in args.models:
         for backend in args.backends:
@@ -184,6 +194,9 @@ def plan(args) -> list[tuple]:
                 jobs.append(("mnistlab-bf16", backend, model, ("precision=mixed_bfloat16",)))
             if args.keras_adam:
                 jobs.append(("mnistlab-keras-adam", backend, model, ("fused_adam=false",)))
+            if args.ynn_ab and backend == "jax":
+                jobs.append(("mnistlab-ynn-off" if wants_ynn(model) else "mnistlab-ynn-dot",
+                             backend, model, ()))  # fmt: skip
             jobs.append(("keras", backend, model, ()))
             if backend == "tensorflow" and args.plain_onednn:
                 jobs.append(("keras-onednn", backend, model, ()))
@@ -290,7 +303,7 @@ def markdown(rows, matmul: float, args, elapsed: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Training speed: mnistlab against its peers.")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None)
@@ -322,6 +335,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="also time mnistlab with Keras's own Adam, --fused-adam false (row mnistlab-keras-adam)",
     )
+    parser.add_argument(
+        "--ynn-ab",
+        action="store_true",
+        help="on JAX, also time mnistlab with XLA's matrix products the other way from its "
+        "choice for the network: on YNNPACK (row mnistlab-ynn-dot) or not (mnistlab-ynn-off)",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     # worker mode (one measurement; used by the benchmark itself)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -329,7 +348,11 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--set", action="append", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.worker:
         print(json.dumps(mnistlab_worker(args)))

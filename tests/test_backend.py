@@ -211,6 +211,33 @@ def test_jax_gets_ynnpack_matrix_products_unless_the_user_chose(backend, user_fl
     assert fresh_python(code, XLA_FLAGS=user_flags) == repr(expected)
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "cnn"], f"{YNN}=dot"),  # the CNNs: YNNPACK's dots, measured faster
+        (["train", "mlp"], ""),  # the MLP: XLA's own, YNNPACK's measured slower
+        (["ensemble", "mlp", "--members", "2"], ""),
+        (["evaluate", "runs/x"], f"{YNN}=dot"),  # names no network: the default
+    ],
+)
+def test_the_network_decides_the_matrix_products_on_jax(argv, expected):
+    pytest.importorskip("jax")
+    from mnistlab.backend import jaxlib_at_least
+    from mnistlab.config import JAX_YNN_SINCE
+
+    if not jaxlib_at_least(JAX_YNN_SINCE):
+        expected = ""
+    code = (
+        "import os, sys\n"
+        "from mnistlab.backend import use_backend\n"
+        "from mnistlab.cli import build_parser, network_of\n"
+        f"use_backend('jax', network_of(build_parser().parse_args({argv!r})))\n"
+        "assert 'jax' not in sys.modules and 'keras' not in sys.modules\n"
+        "print(repr(os.environ.get('XLA_FLAGS', '')))"
+    )
+    assert fresh_python(code, XLA_FLAGS="") == repr(expected)
+
+
 def test_jax_runs_with_the_flag_and_the_run_record_keeps_it():
     """XLA accepts the flag (it stops the process on one it does not know), a jitted matrix
     product gives numpy's answer under it, and meta.json's versions record the flags."""

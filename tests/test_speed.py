@@ -258,6 +258,40 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     assert "| cnn | **mnistlab** | tensorflow |" in (tmp_path / "speed.md").read_text()
 
 
+def test_the_ynn_rows_force_the_other_matrix_products_on_jax_only(monkeypatch):
+    """--ynn-ab adds, on JAX, one row with XLA's dots the other way from mnistlab's choice for
+    the network (the CNNs on YNNPACK, the MLP not), and that row's process gets the flag."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    args = speed.build_parser().parse_args(
+        ["--models", "mlp", "cnn", "--backends", "tensorflow", "jax", "--ynn-ab"]
+    )
+    jobs = {(impl, backend, model) for impl, backend, model, _ in speed.plan(args)}
+    ynn_rows = {job for job in jobs if job[0].startswith("mnistlab-ynn")}
+    assert ynn_rows == {("mnistlab-ynn-dot", "jax", "mlp"), ("mnistlab-ynn-off", "jax", "cnn")}
+
+    seen = {}
+
+    def fake_run(command, env, **kwargs):
+        seen["XLA_FLAGS"] = env.get("XLA_FLAGS")
+        line = json.dumps({"epoch_seconds": [1.0, 1.0], "fit_seconds": 2.0})
+        return subprocess.CompletedProcess(command, 0, stdout=line + "\n", stderr="")
+
+    monkeypatch.setattr(speed.subprocess, "run", fake_run)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    args.timed_epochs, args.train_images, args.val_images = 1, 100, 10
+    flag = "--xla_cpu_experimental_ynn_fusion_type"  # config.JAX_YNN_FLAG, written out
+    for impl, expected in [
+        ("mnistlab-ynn-dot", f"{flag}=dot"),
+        ("mnistlab-ynn-off", f"{flag}="),
+        ("mnistlab", None),  # mnistlab's own choice, made in the worker (backend.use_backend)
+    ]:
+        seen.clear()
+        speed.run_measurement(impl, "jax", "cnn", args)
+        assert list(seen.values()) == [expected]
+
+
 def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script("benchmarks/speedrun.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -26,9 +26,10 @@ def use_backend(name: str | None, model: str | None = None) -> str:
         name: "tensorflow", "jax", "torch", or None for $KERAS_BACKEND, else the default.
         model: the one registered network this process will train, if that is known (the
             command line knows it): on TensorFlow, its ``ModelSpec.onednn`` turns the oneDNN
-            kernels on or off (faster for the CNNs, slower for the MLP). None or an unknown
-            name: on, which suits most networks, as a process that trains several can have only
-            one setting. The user's own setting of the variable wins.
+            kernels on or off (faster for the CNNs, slower for the MLP); on JAX, its
+            ``ModelSpec.jax_ynn`` hands XLA's matrix products to YNNPACK or not (likewise).
+            None or an unknown name: on, which suits most networks, as a process that trains
+            several can have only one setting. The user's own setting of the variable wins.
 
     Raises:
         ValueError: for an unknown name, or when Keras was already imported with another
@@ -58,7 +59,7 @@ def use_backend(name: str | None, model: str | None = None) -> str:
         os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT if wants_onednn(model) else "0")
     if chosen == "jax" and "jax" not in sys.modules:  # XLA's faster matrix products (config)
         flags = os.environ.get(XLA_FLAGS_ENV, "")
-        if JAX_YNN_FLAG not in flags and jaxlib_at_least(JAX_YNN_SINCE):
+        if JAX_YNN_FLAG not in flags and wants_ynn(model) and jaxlib_at_least(JAX_YNN_SINCE):
             os.environ[XLA_FLAGS_ENV] = f"{flags} {JAX_YNN_FLAG}={JAX_YNN_DEFAULT}".strip()
     return chosen
 
@@ -85,10 +86,20 @@ def jaxlib_at_least(version: tuple[int, ...]) -> bool:
 
 def wants_onednn(model: str | None) -> bool:
     """Whether TensorFlow's oneDNN kernels are the faster ones for this network (models.py)."""
+    spec = _spec_or_none(model)
+    return spec is None or spec.onednn
+
+
+def wants_ynn(model: str | None) -> bool:
+    """Whether YNNPACK's matrix products are the faster ones on JAX for this network."""
+    spec = _spec_or_none(model)
+    return spec is None or spec.jax_ynn
+
+
+def _spec_or_none(model: str | None):
     from mnistlab.models import REGISTRY  # registers the builders; imports no Keras
 
-    spec = REGISTRY.get(model) if model else None
-    return spec is None or spec.onednn
+    return REGISTRY.get(model) if model else None
 
 
 def keras():

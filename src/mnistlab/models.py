@@ -29,6 +29,10 @@ class ModelSpec:
     # off, where they measured slower (the MLP). Applied where a process trains this network
     # alone (the command line; backend.use_backend); the user's own setting of the variable wins
     onednn: bool = True
+    # JAX: XLA hands its matrix products to YNNPACK (config.JAX_YNN_FLAG) for this network: True
+    # where that measured faster (the CNNs), False where slower (the MLP's two large dots).
+    # Applied where a process trains this network alone, as onednn is
+    jax_ynn: bool = True
     # precision "auto" trains it in mixed bfloat16 where that pays (backend.resolve_precision):
     # only for networks whose test error was measured to hold in bfloat16
     bfloat16: bool = False
@@ -43,6 +47,7 @@ def register(
     tutorial_error: float | None = None,
     *,
     onednn: bool = True,
+    jax_ynn: bool = True,
     bfloat16: bool = False,
     **recipe,
 ):
@@ -50,7 +55,7 @@ def register(
 
     def wrap(builder: Callable) -> Callable:
         REGISTRY[name] = ModelSpec(
-            name, builder, description, tutorial_error, recipe or None, onednn, bfloat16
+            name, builder, description, tutorial_error, recipe or None, onednn, jax_ynn, bfloat16
         )
         return builder
 
@@ -149,6 +154,7 @@ def measured_errors() -> dict:
     "baseline multi-layer perceptron: one hidden layer of 784 units",
     1.74,
     onednn=False,  # two matrix products: oneDNN slower (results/probe_onednn_mlp.md)
+    jax_ynn=False,  # and on JAX, YNNPACK's dots slower than XLA's (results/ynn_probe-jax-mlp.md)
 )
 def mlp():
     import keras
