@@ -154,7 +154,7 @@ def measured_errors() -> dict:
     "baseline multi-layer perceptron: one hidden layer of 784 units",
     1.74,
     onednn=False,  # two matrix products: oneDNN slower (results/probe_onednn_mlp.md)
-    jax_ynn=False,  # and on JAX, YNNPACK's dots slower than XLA's (results/ynn_probe-jax-mlp.md)
+    jax_ynn=False,  # JAX: YNNPACK dots slower (results/speed-mlp-60k-jax-ynn/speed.md)
 )
 def mlp():
     import keras
