@@ -27,9 +27,9 @@ ONEDNN_DEFAULT = "1"
 # cnn step took 74 ms on JAX against 103 (benchmarks/results/pool_probe-jax-cnn*.md; README
 # "Training speed"). The MLP, two large dots, trained 1.18x as fast without them, so it trains
 # without (models.ModelSpec.jax_ynn). XLA reads XLA_FLAGS once, when JAX starts, and stops the
-# process on a flag it does not know, so mnistlab adds this one only for a jaxlib at least JAX_YNN_SINCE (the one
-# it was measured with) and only if the user's XLA_FLAGS do not set it already (=... with
-# another value, or empty, wins).
+# process on a flag it does not know, so mnistlab adds this one only for a jaxlib at least
+# JAX_YNN_SINCE (the one it was measured with) and only if the user's XLA_FLAGS do not set it
+# already (=... with another value, or empty, wins).
 XLA_FLAGS_ENV = "XLA_FLAGS"
 JAX_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 JAX_YNN_DEFAULT = "dot"
