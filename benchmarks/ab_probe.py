@@ -17,6 +17,8 @@ The changes (--compare):
            why mnistlab pools so on JAX alone
     steps  the steps per compiled call mnistlab uses (train.FAST_SETTINGS: 20 on TensorFlow
            and JAX) against one (on PyTorch, which runs one, a null check)
+    step   torch_step's lean training step against Keras's own (PyTorch; elsewhere both are
+           Keras's, a null check)
     jit    the step compiled (jit_compile true: XLA on TensorFlow and JAX, torch.compile on
            PyTorch) against not compiled (jit_compile false), whatever mnistlab's default is
 
@@ -46,12 +48,14 @@ COMPARISONS = {
     "reshape": ("Max pooling by a reshape against Keras's", "reshape pooling", "Keras pooling"),
     "steps": ("mnistlab's steps per compiled call against one", "mnistlab's steps", "one step"),
     "jit": ("A compiled step (jit_compile) against an uncompiled one", "jit_compile", "no jit"),
+    "step": ("mnistlab's lean training step against Keras's", "lean step", "Keras step"),
 }
 # the comparisons that differ only in the recipe: (mnistlab's changes, the undone way's)
 RECIPE_CHANGES = {
     "adam": ({"fused_adam": "true"}, {"fused_adam": "false"}),
     "steps": ({}, {"steps_per_execution": 1}),
     "jit": ({"jit_compile": "true"}, {"jit_compile": "false"}),
+    "step": ({"lean_step": "true"}, {"lean_step": "false"}),
 }
 
 

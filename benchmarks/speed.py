@@ -6,8 +6,9 @@ For each of the tutorial's networks, on every installed backend, in one run, int
 - mnistlab: ``mnistlab.train`` with the settings users get (FAST_SETTINGS, and precision auto:
   mixed bfloat16 for the tutorial's CNNs on a CPU with bfloat16 instructions, else float32);
   --float32 and --bf16 add rows that force either precision, --keras-adam one with Keras's own
-  Adam instead of the fused one (mnistlab.optimizers), --ynn-ab on JAX one with XLA's matrix
-  products on YNNPACK or not, the other way from mnistlab's choice for the network;
+  Adam instead of the fused one (mnistlab.optimizers), --keras-step on PyTorch one with Keras's
+  own training step instead of the lean one (mnistlab.torch_step), --ynn-ab on JAX one with
+  XLA's matrix products on YNNPACK or not, the other way from mnistlab's choice for the network;
 - plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
   backend, Keras's default compile settings;
 - plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory).
@@ -116,6 +117,7 @@ def mnistlab_worker(args) -> dict:
         "xla_flags": meta["versions"].get("xla_flags"),
         "precision": run.config.precision,
         "compile": meta["compile"],
+        "train_step": meta["train_step"],
         "jit_effective": compiled["jit_effective"],
         "optimizer": compiled["optimizer"],
         "train_flops": flops.training_flops(run.model),
@@ -194,6 +196,8 @@ def plan(args) -> list[tuple]:
                 jobs.append(("mnistlab-bf16", backend, model, ("precision=mixed_bfloat16",)))
             if args.keras_adam:
                 jobs.append(("mnistlab-keras-adam", backend, model, ("fused_adam=false",)))
+            if args.keras_step and backend == "torch":
+                jobs.append(("mnistlab-keras-step", backend, model, ("lean_step=false",)))
             if args.ynn_ab and backend == "jax":
                 jobs.append(("mnistlab-ynn-off" if wants_ynn(model) else "mnistlab-ynn-dot",
                              backend, model, ()))  # fmt: skip
@@ -239,6 +243,7 @@ def summarize(results: dict, matmul: float, args) -> list[dict]:
                 "onednn": runs[0].get("onednn"),
                 "precision": runs[0].get("precision", "float32"),
                 "optimizer": runs[0].get("optimizer"),  # mnistlab rows: FusedAdam or Adam
+                "train_step": runs[0].get("train_step"),  # mnistlab rows: lean or keras (why)
             }
         )
     return rows
@@ -334,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--keras-adam",
         action="store_true",
         help="also time mnistlab with Keras's own Adam, --fused-adam false (row mnistlab-keras-adam)",
+    )
+    parser.add_argument(
+        "--keras-step",
+        action="store_true",
+        help="on PyTorch, also time mnistlab with Keras's own training step, --lean-step false "
+        "(row mnistlab-keras-step)",
     )
     parser.add_argument(
         "--ynn-ab",

@@ -292,6 +292,19 @@ def test_the_ynn_rows_force_the_other_matrix_products_on_jax_only(monkeypatch):
         assert list(seen.values()) == [expected]
 
 
+def test_the_keras_step_row_is_on_torch_only():
+    """--keras-step adds, on PyTorch alone (where the lean step applies), a row that trains
+    with --lean-step false."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    args = speed.build_parser().parse_args(
+        ["--models", "mlp", "--backends", "tensorflow", "torch", "--keras-step"]
+    )
+    rows = [job for job in speed.plan(args) if job[0] == "mnistlab-keras-step"]
+    assert rows == [("mnistlab-keras-step", "torch", "mlp", ("lean_step=false",))]
+
+
 def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script("benchmarks/speedrun.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
     assert result.returncode == 0, result.stderr[-2000:]

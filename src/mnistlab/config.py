@@ -66,6 +66,9 @@ class TrainConfig:
     # true: Adam's update runs as one fused kernel on TensorFlow (optimizers.FusedAdam: the same
     # math, a faster MLP step, README "Training speed"); false: Keras's Adam, as plain scripts run
     fused_adam: str = "true"
+    # true: on PyTorch, each training step reaches the layers through their call, past Keras's
+    # per-call bookkeeping (torch_step.py: the same math, less Python a step); false: Keras's step
+    lean_step: str = "true"
     # float32, or mixed_bfloat16: layers compute in bfloat16 and keep float32 weights; the output
     # layer stays float32. Pays only where bfloat16 runs in hardware (README "Training speed").
     # auto: mixed_bfloat16 where it was measured faster at the same error (the tutorial's CNNs,
@@ -144,6 +147,7 @@ class TrainConfig:
             ),
             (self.deterministic in ("true", "false"), "deterministic must be true or false"),
             (self.fused_adam in ("true", "false"), "fused_adam must be true or false"),
+            (self.lean_step in ("true", "false"), "lean_step must be true or false"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2"),
         ]

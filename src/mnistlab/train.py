@@ -196,7 +196,9 @@ def compile_settings(config: TrainConfig, steps_per_epoch: int = 0) -> dict:
     return {"jit_compile": jit, "steps_per_execution": steps}
 
 
-def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
+def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> str:
+    """Compiles the model as mnistlab trains it; returns which training step it got
+    (``choose_train_step``)."""
     import keras
 
     model.compile(
@@ -205,6 +207,25 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
         metrics=["accuracy"],
         **compile_settings(config, steps_per_epoch),
     )
+    return choose_train_step(model, config)
+
+
+def choose_train_step(model, config: TrainConfig) -> str:
+    """Gives a compiled model torch_step's lean training step where ``lean_step`` is true and
+    the step computes what Keras's does (PyTorch, plain float32 layers: torch_step.refusal).
+
+    Returns:
+        "lean", or "keras" with the reason in brackets, as a run's meta.json records it.
+    """
+    from mnistlab import torch_step
+
+    if config.lean_step != "true":
+        return "keras (lean_step false)"
+    reason = torch_step.refusal(model)
+    if reason is not None:
+        return f"keras ({reason})"
+    torch_step.install(model)
+    return "lean"
 
 
 def _epoch_recorder(folder: str, config: TrainConfig):
@@ -309,12 +330,13 @@ def _train_locked(
     if done and os.path.exists(os.path.join(folder, runs.CHECKPOINT_FILE)):
         # mnistlab's loader registers the schedules saved with the optimizer (one-cycle)
         model = load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
+        train_step = choose_train_step(model, config)
         if config.verbose:
             print(f"Resuming {folder} after epoch {done} of {config.epochs}.", flush=True)
     else:
         done = 0
         model = create_model(config.model, config.precision)
-        compile_model(model, config, steps_per_epoch)
+        train_step = compile_model(model, config, steps_per_epoch)
     runs.write_json(os.path.join(folder, runs.CONFIG_FILE), config.to_dict())
     meta = {
         "seed": config.seed,
@@ -323,6 +345,7 @@ def _train_locked(
         "validation": split["validation"],
         "train_images": len(split["x_train"]),
         "compile": compile_settings(config, steps_per_epoch),
+        "train_step": train_step,
         "distribution": plan.describe(),
     }
     runs.write_json(os.path.join(folder, runs.META_FILE), meta)
@@ -406,6 +429,8 @@ def add_config_arguments(parser) -> None:
         "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
         "fused_adam": "true: Adam's update as one kernel on TensorFlow and PyTorch (same math); "
         "false: Keras's",
+        "lean_step": "true: on PyTorch, a training step without Keras's per-layer bookkeeping "
+        "(same math); false: Keras's step",
         "precision": "auto (bfloat16 where measured faster at the same error), float32, or "
         "mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",

@@ -1,0 +1,168 @@
+"""A leaner training step on PyTorch: Keras's math, without Keras's per-call bookkeeping.
+
+On PyTorch, Keras runs each training step eagerly, in Python, and a step pays for more than
+its arithmetic. Every layer is reached through ``Layer.__call__`` (argument checks, dtype and
+name scopes, masks, the training flag's call context, ``torch.nn.Module``'s hooks), and the
+loss through the compiled-loss wrapper, which also walks every layer for regularisation
+losses. For the tutorial's MLP, whose step is two matrix products, that bookkeeping is a large
+share of the step on 2 CPU cores: the plain PyTorch loop trains it 1.6x as fast as the plain
+Keras script on PyTorch (README, "The MLP in full epochs on the AVX-512 EPYC").
+
+``install`` gives a compiled model a ``train_step`` and a ``test_step`` (the validation pass
+and ``evaluate``) that compute the same things through the same code, minus that bookkeeping:
+- the forward pass runs the model's own graph (``Functional._run_through_graph``), calling
+  each layer's ``call`` with ``training=True`` where it takes it, as ``__call__`` would;
+- the loss is the compiled loss object itself, called directly;
+- the gradients, the optimizer's ``apply`` (schedules, averaging, the fused Adam of
+  optimizers.py) and the metrics' ``update_state`` are Keras's own, and the step returns
+  the metrics' results as Keras's step does, so callbacks and the progress bar see the same logs.
+
+It applies only where skipping ``__call__`` changes nothing (``refusal`` says why not): the
+model is a functional one, every layer's class is one of ``lean_layer_types()`` exactly (no sublayers, whose
+training flag would come from the call context; no masks), computes in float32 (no autocast
+to skip), and no layer has a regulariser. Anything else, a step with sample weights, and
+Keras's own ``jit_compile`` keep Keras's step. tests/test_torch_step.py checks the weights,
+losses and metrics after several steps against Keras's own step, layer type by layer type.
+Measured: ``python benchmarks/ab_probe.py --compare step --backend torch --model MODEL``.
+"""
+
+from __future__ import annotations
+
+import types
+
+
+def lean_layer_types() -> tuple:
+    """The layer classes whose ``call`` is all that ``__call__`` adds up to in a float32 forward
+    pass without masks: no sublayers, no state beyond their own variables."""
+    import keras
+
+    from mnistlab.layers import MaxPooling2D
+
+    layers = keras.layers
+    return (
+        layers.InputLayer,
+        layers.Flatten,
+        layers.Reshape,
+        layers.Dense,
+        layers.Conv2D,
+        layers.MaxPooling2D,
+        MaxPooling2D,
+        layers.AveragePooling2D,
+        layers.GlobalAveragePooling2D,
+        layers.BatchNormalization,
+        layers.Dropout,
+        layers.Activation,
+        layers.ReLU,
+        layers.Add,
+        layers.Concatenate,
+    )
+
+
+def refusal(model) -> str | None:
+    """Why the lean step would not compute what Keras's step computes for this compiled model,
+    or None when it would.
+
+    Example:
+        >>> refusal(mnistlab.create_model("mlp"))  # on TensorFlow  # doctest: +SKIP
+        'the backend is tensorflow, not torch'
+    """
+    import keras
+    from keras.src.models.functional import Functional
+
+    if keras.backend.backend() != "torch":
+        return f"the backend is {keras.backend.backend()}, not torch"
+    if not isinstance(model, Functional):
+        return "not a functional Keras model"
+    if getattr(model, "jit_compile", False):
+        return "jit_compile is on (Keras compiles its own step)"
+    if not isinstance(getattr(model, "loss", None), keras.losses.Loss):
+        return "the loss is not a keras.losses.Loss object"
+    if getattr(model, "optimizer", None) is None:
+        return "the model is not compiled"
+    allowed = lean_layer_types()
+    for layer in model.layers:
+        if type(layer) not in allowed:
+            return f"layer '{layer.name}' is a {type(layer).__name__}"
+        if layer.dtype_policy.name != "float32":
+            return f"layer '{layer.name}' computes in {layer.dtype_policy.name}"
+        if any(
+            getattr(layer, name, None) is not None
+            for name in ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+        ):
+            return f"layer '{layer.name}' has a regulariser"
+    return None
+
+
+def install(model) -> bool:
+    """Gives a compiled model the lean training step where ``refusal`` finds nothing against it.
+
+    Call it after ``compile`` (or after loading a compiled model) and before ``fit``.
+
+    Returns:
+        True if the model now trains with the lean step, False if it keeps Keras's.
+    """
+    if refusal(model) is not None:
+        return False
+    model.train_step = types.MethodType(_lean_train_step, model)
+    model.test_step = types.MethodType(_lean_test_step, model)
+    model.make_train_function(force=True)
+    model.make_test_function(force=True)
+    return True
+
+
+def forward(model, inputs, training: bool):
+    """The model's output for ``inputs``, each layer reached through its ``call``."""
+
+    def operation_fn(layer):
+        def call(*args, **kwargs):
+            if layer._call_has_training_arg:
+                kwargs["training"] = training
+            return layer.call(*args, **kwargs)
+
+        return call
+
+    outputs = model._run_through_graph(model._standardize_inputs(inputs), operation_fn)
+    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+        return outputs[0]
+    return outputs
+
+
+def _lean_train_step(model, data):
+    """Keras's torch ``train_step`` (keras/src/backend/torch/trainer.py), line for line, with
+    the forward pass and the loss called directly."""
+    import torch
+    from keras.src.trainers.data_adapters import data_adapter_utils
+
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    if sample_weight is not None or not isinstance(x, torch.Tensor):
+        return type(model).train_step(model, data)
+    y_pred = forward(model, x, training=True)
+    trainable_weights = model.trainable_weights[:]
+    for variable in trainable_weights:
+        variable.value.grad = None  # what Module.zero_grad does, for the weights that learn
+    loss = model.loss(y, y_pred)
+    model._loss_tracker.update_state(loss, sample_weight=x.shape[0])
+    loss = model.optimizer.scale_loss(loss)
+    loss.backward()
+    gradients = [variable.value.grad for variable in trainable_weights]
+    with torch.no_grad():
+        model.optimizer.apply(gradients, trainable_weights)
+    if model._compile_metrics is not None:
+        model._compile_metrics.update_state(y, y_pred)
+    return model.get_metrics_result()
+
+
+def _lean_test_step(model, data):
+    """Keras's torch ``test_step`` with the forward pass and the loss called directly (Keras
+    runs it under ``torch.no_grad``)."""
+    import torch
+    from keras.src.trainers.data_adapters import data_adapter_utils
+
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    if sample_weight is not None or not isinstance(x, torch.Tensor):
+        return type(model).test_step(model, data)
+    y_pred = forward(model, x, training=False)
+    model._loss_tracker.update_state(model.loss(y, y_pred), sample_weight=x.shape[0])
+    if model._compile_metrics is not None:
+        model._compile_metrics.update_state(y, y_pred)
+    return model.get_metrics_result()

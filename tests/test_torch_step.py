@@ -1,0 +1,109 @@
+"""torch_step's lean training step against Keras's own step, on PyTorch (a fresh interpreter)."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+from mnistlab.config import TrainConfig
+from mnistlab.models import create_model
+from mnistlab.train import choose_train_step, compile_model
+from tests.conftest import REPO, fresh_python
+
+# One network with every layer type of torch_step.lean_layer_types, branches included, trained
+# twice from the same weights and seeds: with Keras's step and with the lean one.
+TORCH_CHECK = f"""
+import sys, tempfile, os
+sys.path.insert(0, {REPO!r})
+import keras, numpy as np
+from keras import layers
+from mnistlab import torch_step
+from mnistlab.config import TrainConfig
+from mnistlab.layers import MaxPooling2D
+from mnistlab.train import compile_model
+
+def network():
+    inputs = keras.Input((8, 8, 1))
+    left = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    right = layers.Conv2D(4, 1, padding="same")(inputs)
+    x = layers.BatchNormalization()(layers.Add()([left, right]))
+    x = MaxPooling2D(2)(x)  # (4, 4, 4)
+    x = layers.Concatenate()([layers.MaxPooling2D(2)(x), layers.AveragePooling2D(2)(x)])
+    pooled = layers.GlobalAveragePooling2D()(x)  # (8,)
+    x = layers.Dropout(0.3)(layers.Reshape((32,))(layers.Flatten()(x)))
+    x = layers.Dense(16)(layers.Concatenate()([x, pooled]))
+    x = layers.Activation("tanh")(layers.ReLU()(x))
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
+
+rng = np.random.default_rng(0)
+x = rng.random((48, 8, 8, 1)).astype("float32")
+y = keras.utils.to_categorical(rng.integers(0, 3, size=48), 3)
+calls = []
+forward = torch_step.forward
+def counted(*args, **kwargs):
+    calls.append(1)
+    return forward(*args, **kwargs)
+torch_step.forward = counted
+trained = {{}}
+for lean in ("false", "true"):
+    keras.utils.set_random_seed(5)  # the same weights and dropout seeds for both
+    model = network()
+    start = model.get_weights()
+    config = TrainConfig.from_dict({{"lean_step": lean, "label_smoothing": 0.1,
+                                    "schedule": "onecycle", "epochs": 2}})
+    step = compile_model(model, config, steps_per_epoch=6)
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                        validation_data=(x[:16], y[:16])).history
+    trained[lean] = (step, model.get_weights(), history)
+assert trained["false"][0] == "keras (lean_step false)" and trained["true"][0] == "lean"
+assert len(calls) == 12 + 2 * 2, len(calls)  # every step of the lean run: 12 trained, 2 x 2 val
+for theirs, ours, first in zip(trained["false"][1], trained["true"][1], start):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)  # weights and BN statistics
+moved = [not np.allclose(w, s) for w, s in zip(trained["true"][1], start)]
+assert all(moved), moved  # every weight, BatchNormalization's moving statistics too
+for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    np.testing.assert_allclose(trained["true"][2][key], trained["false"][2][key], rtol=1e-5)
+
+refusals = {{}}
+def refused(label, model, **compiled):
+    model.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(), **compiled)
+    refusals[label] = torch_step.refusal(model)
+    assert torch_step.install(model) is False
+keras.utils.set_random_seed(5)
+inputs = keras.Input((4,))
+refused("norm", keras.Model(inputs, layers.LayerNormalization()(inputs)))
+refused("reg", keras.Model(inputs, layers.Dense(3, kernel_regularizer="l2")(inputs)))
+refused("bf16", keras.Model(inputs, layers.Dense(3, dtype="mixed_bfloat16")(inputs)))
+refused("jit", keras.Model(inputs, layers.Dense(3)(inputs)), jit_compile=True)
+refused("sequential", keras.Sequential([layers.Dense(3)]))
+assert "LayerNormalization" in refusals["norm"], refusals
+assert "regulariser" in refusals["reg"] and "mixed_bfloat16" in refusals["bf16"], refusals
+assert "jit_compile" in refusals["jit"], refusals
+assert refusals["sequential"] is not None, refusals
+
+import mnistlab
+from mnistlab import runs
+with tempfile.TemporaryDirectory() as folder:
+    digits = (rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60))
+    run = mnistlab.train("mlp", data=(digits, digits), out=os.path.join(folder, "run"),
+                         epochs=1, val_size=20, batch_size=10, verbose=0)
+    meta = runs.read_json(os.path.join(run.path, "meta.json"))
+assert meta["train_step"] == "lean", meta["train_step"]
+print("same")
+"""
+
+
+def test_the_lean_step_trains_as_keras_step_does_on_torch():
+    pytest.importorskip("torch")
+    assert fresh_python(TORCH_CHECK, KERAS_BACKEND="torch") == "same"
+
+
+def test_other_backends_keep_keras_step():
+    model = create_model("mlp")
+    step = compile_model(model, TrainConfig(), steps_per_epoch=3)
+    assert step == f"keras (the backend is {keras.backend.backend()}, not torch)"
+    assert "train_step" not in vars(model)  # Keras's own method, not an instance's
+    off = choose_train_step(model, TrainConfig.from_dict({"lean_step": "false"}))
+    assert off == "keras (lean_step false)"
+    with pytest.raises(ValueError, match="lean_step must be true or false"):
+        TrainConfig.from_dict({"lean_step": "yes"})
