@@ -83,6 +83,10 @@ assert refusals["sequential"] is not None, refusals
 
 import mnistlab
 from mnistlab import runs
+from mnistlab.models import REGISTRY, create_model
+for name in REGISTRY:  # every registered network trains with the lean step on PyTorch
+    model = create_model(name, "float32")
+    assert compile_model(model, TrainConfig(), steps_per_epoch=1) == "lean", name
 with tempfile.TemporaryDirectory() as folder:
     digits = (rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60))
     run = mnistlab.train("mlp", data=(digits, digits), out=os.path.join(folder, "run"),
