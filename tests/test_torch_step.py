@@ -92,7 +92,10 @@ with tempfile.TemporaryDirectory() as folder:
     run = mnistlab.train("mlp", data=(digits, digits), out=os.path.join(folder, "run"),
                          epochs=1, val_size=20, batch_size=10, verbose=0)
     meta = runs.read_json(os.path.join(run.path, "meta.json"))
-assert meta["train_step"] == "lean", meta["train_step"]
+    assert meta["train_step"] == "lean", meta["train_step"]
+    resumed = mnistlab.train(resume=run.path, epochs=2, data=(digits, digits))
+    assert len(resumed.history) == 2, resumed.history  # a resumed run trains on, lean again
+    assert runs.read_json(os.path.join(run.path, "meta.json"))["train_step"] == "lean"
 print("same")
 """
 
