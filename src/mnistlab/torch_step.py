@@ -73,6 +73,10 @@ def refusal(model) -> str | None:
         return f"the backend is {keras.backend.backend()}, not torch"
     if not isinstance(model, Functional):
         return "not a functional Keras model"
+    internals = ("_run_through_graph", "_standardize_inputs", "_loss_tracker", "_compile_metrics")
+    missing = [name for name in internals if not hasattr(model, name)]
+    if missing:  # the Keras internals the lean step runs through (written against Keras 3.15)
+        return f"this Keras {keras.__version__} has no Model.{missing[0]}"
     if getattr(model, "jit_compile", False):
         return "jit_compile is on (Keras compiles its own step)"
     if not isinstance(getattr(model, "loss", None), keras.losses.Loss):
