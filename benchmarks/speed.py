@@ -11,7 +11,9 @@ For each of the tutorial's networks, on every installed backend, in one run, int
   XLA's matrix products on YNNPACK or not, the other way from mnistlab's choice for the network;
 - plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
   backend, Keras's default compile settings;
-- plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory).
+- plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory);
+- with --jax-loop, for the MLP: benchmarks/plain/jax_loop.py, the same math as a hand-written
+  JAX loop (data on the device, 20 steps a compiled call), what JAX reaches without Keras.
 
 Every process trains a warm-up epoch (tracing, compiling, thread start) and then timed epochs
 of --train-images images, each followed by validation on --val-images test images, as the
@@ -51,6 +53,8 @@ PLAIN = {
     # shows how much of mnistlab's lead is that one setting
     "keras-onednn": os.path.join(HERE, "plain", "keras_tutorial.py"),
     "pytorch": os.path.join(HERE, "plain", "torch_loop.py"),
+    # the MLP as a hand-written JAX loop: what a Keras row on JAX could reach without Keras
+    "jax-loop": os.path.join(HERE, "plain", "jax_loop.py"),
 }
 # --ynn-ab's rows: whether each forces XLA's dots onto YNNPACK (config.JAX_YNN_FLAG) or not
 YNN_ROWS = {"mnistlab-ynn-dot": True, "mnistlab-ynn-off": False}
@@ -206,6 +210,8 @@ def plan(args) -> list[tuple]:
                 jobs.append(("keras-onednn", backend, model, ()))
         if not args.sweep and "torch" in installed_backends():
             jobs.append(("pytorch", "torch", model, ()))
+        if args.jax_loop and model == "mlp" and "jax" in args.backends:
+            jobs.append(("jax-loop", "jax", model, ()))
     return jobs
 
 
@@ -345,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on PyTorch, also time mnistlab with Keras's own training step, --lean-step false "
         "(row mnistlab-keras-step)",
+    )
+    parser.add_argument(
+        "--jax-loop",
+        action="store_true",
+        help="for the MLP on JAX, also time the same math as a hand-written JAX loop "
+        "(benchmarks/plain/jax_loop.py, row jax-loop): the floor without Keras",
     )
     parser.add_argument(
         "--ynn-ab",

@@ -305,6 +305,47 @@ def test_the_keras_step_row_is_on_torch_only():
     assert rows == [("mnistlab-keras-step", "torch", "mlp", ("lean_step=false",))]
 
 
+def test_the_jax_loop_steps_as_keras_adam_does():
+    """benchmarks/plain/jax_loop.py's step against Keras's MLP with Keras's Adam, same weights."""
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+    import keras
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks", "plain"))
+    import jax_loop
+
+    from mnistlab.models import create_model
+
+    rng = np.random.default_rng(1)
+    images = rng.random((8, 28, 28, 1)).astype("float32")
+    one_hot = np.eye(10, dtype="float32")[rng.integers(0, 10, 8)]
+    start = jax_loop.initial_params(seed=3)
+    model = create_model("mlp")
+    model.set_weights(start)
+    model.compile(optimizer=keras.optimizers.Adam(0.001), loss="categorical_crossentropy")
+    state = ([jnp.asarray(p) for p in start], [jnp.zeros_like(jnp.asarray(p)) for p in start])
+    state = (*state, list(state[1]), jnp.float32(0))
+    for _ in range(3):
+        model.train_on_batch(images, one_hot)
+        state, _ = jax_loop.adam_step(state, (jnp.asarray(images.reshape(8, 784)), one_hot))
+    for theirs, ours, first in zip(model.get_weights(), state[0], start, strict=True):
+        np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-4, atol=1e-6)
+        assert not np.allclose(theirs, first)
+    assert float(state[3]) == 3
+
+
+def test_the_jax_loop_row_is_for_the_mlp_on_jax():
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    args = speed.build_parser().parse_args(
+        ["--models", "mlp", "cnn", "--backends", "jax", "--jax-loop"]
+    )
+    assert [job for job in speed.plan(args) if job[0] == "jax-loop"] == [
+        ("jax-loop", "jax", "mlp", ())
+    ]
+
+
 def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script("benchmarks/speedrun.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
     assert result.returncode == 0, result.stderr[-2000:]
