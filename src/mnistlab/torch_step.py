@@ -100,7 +100,9 @@ def refusal(model) -> str | None:
 def install(model) -> bool:
     """Gives a compiled model the lean training step where ``refusal`` finds nothing against it.
 
-    Call it after ``compile`` (or after loading a compiled model) and before ``fit``.
+    Call it after ``compile`` (or after loading a compiled model) and before ``fit``. The step
+    stays through a later ``compile``, whose settings ``refusal`` then has not seen: install on
+    a model compiled for the last time.
 
     Returns:
         True if the model now trains with the lean step, False if it keeps Keras's.
