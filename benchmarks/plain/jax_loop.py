@@ -14,12 +14,10 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import resource
 import sys
 import time
+
+import peer
 
 STEPS_PER_CALL = 20  # steps a compiled call (mnistlab's steps_per_execution on JAX)
 LEARNING_RATE = 0.001  # Adam's step size
@@ -97,15 +95,7 @@ def train_calls():
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("mlp",), default="mlp", help="network (only mlp)")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
-    parser.add_argument("--batch-size", type=int, default=200, help="images per step (default 200)")
-    parser.add_argument("--train-images", type=int, default=60000, help="images per epoch")
-    parser.add_argument("--val-images", type=int, default=10000, help="test images per epoch")
-    args = parser.parse_args(argv)
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    args = peer.parse_args(__doc__.splitlines()[0], ("mlp",), argv)
     import jax.numpy as jnp
     import numpy as np
 
@@ -135,14 +125,7 @@ def main(argv=None) -> int:
             )
         correct = float(accuracy(state[0], test_images, test_labels))
         seconds.append(time.perf_counter() - epoch_started)
-    result = {
-        "epoch_seconds": seconds,
-        "fit_seconds": time.perf_counter() - started,
-        "val_accuracy": correct,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "backend": "jax",
-    }
-    print(json.dumps(result))
+    peer.report(seconds, started, correct, "jax")
     return 0
 
 

@@ -12,12 +12,10 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import resource
 import sys
 import time
+
+import peer
 
 MODELS = ("mlp", "cnn", "larger_cnn", "branch_cnn")
 
@@ -77,17 +75,9 @@ def build(name: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=MODELS, default="cnn", help="network (default cnn)")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
-    parser.add_argument("--batch-size", type=int, default=200, help="images per step (default 200)")
-    parser.add_argument("--train-images", type=int, default=60000, help="images per epoch")
-    parser.add_argument("--val-images", type=int, default=10000, help="test images per epoch")
-    args = parser.parse_args(argv)
-
+    args = peer.parse_args(__doc__.splitlines()[0], MODELS, argv)
     # Loading is not timed; the tutorial calls keras.datasets.mnist.load_data(), which needs
     # the network, so the same arrays come from the local files here.
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
     from mnistlab.data import load_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist()
@@ -123,19 +113,13 @@ def main(argv=None) -> int:
         verbose=0,
         callbacks=[timer],
     )
-    fit_seconds = time.perf_counter() - started
-    result = {
-        "epoch_seconds": timer.seconds,
-        "fit_seconds": fit_seconds,
-        "val_accuracy": history.history["val_accuracy"][-1],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "backend": keras.backend.backend(),
-    }
-    if result["backend"] == "tensorflow":  # reported only; the script leaves TensorFlow's default
+    extra = {}
+    if keras.backend.backend() == "tensorflow":  # reported only; the script leaves TF's default
         from mnistlab.runs import tensorflow_onednn
 
-        result["onednn"] = tensorflow_onednn()
-    print(json.dumps(result))
+        extra["onednn"] = tensorflow_onednn()
+    val_accuracy = history.history["val_accuracy"][-1]
+    peer.report(timer.seconds, started, val_accuracy, keras.backend.backend(), **extra)
     return 0
 
 

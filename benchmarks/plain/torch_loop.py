@@ -11,12 +11,10 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import resource
 import sys
 import time
+
+import peer
 
 MODELS = ("mlp", "cnn", "larger_cnn", "branch_cnn")
 
@@ -59,15 +57,7 @@ def build(name: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=MODELS, default="cnn", help="network (default cnn)")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
-    parser.add_argument("--batch-size", type=int, default=200, help="images per step (default 200)")
-    parser.add_argument("--train-images", type=int, default=60000, help="images per epoch")
-    parser.add_argument("--val-images", type=int, default=10000, help="test images per epoch")
-    args = parser.parse_args(argv)
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    args = peer.parse_args(__doc__.splitlines()[0], MODELS, argv)
     import torch
     import torch.nn.functional as F
 
@@ -101,14 +91,7 @@ def main(argv=None) -> int:
                 logits = model(x_test[start : start + 1000])
                 correct += (logits.argmax(1) == y_test[start : start + 1000]).sum().item()
         seconds.append(time.perf_counter() - epoch_started)
-    result = {
-        "epoch_seconds": seconds,
-        "fit_seconds": time.perf_counter() - started,
-        "val_accuracy": correct / len(x_test),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "backend": "torch",
-    }
-    print(json.dumps(result))
+    peer.report(seconds, started, correct / len(x_test), "torch")
     return 0
 
 
