@@ -5,7 +5,7 @@ mlp`` (784 -> 784 ReLU -> 10 softmax, categorical cross-entropy, Keras's Adam wi
 epsilon 1e-7, batches of 200, kernels drawn from Keras's "normal" initializer, zero biases), the
 whole data set on the device, 20 steps a compiled call as mnistlab runs them (``lax.scan``), and
 nothing else: no callbacks, no metrics during training, no checkpoints. Each epoch shuffles with
-numpy, then evaluates the test images. tests/test_speed.py checks one of its steps against
+numpy, then evaluates the test images. tests/test_speed.py checks three of its steps against
 Keras's Adam on the same weights.
 
 Usage:

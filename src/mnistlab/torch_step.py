@@ -18,9 +18,9 @@ and ``evaluate``) that compute the same things through the same code, minus that
   the metrics' results as Keras's step does, so callbacks and the progress bar see the same logs.
 
 It applies only where skipping ``__call__`` changes nothing (``refusal`` says why not): the
-model is a functional one, every layer's class is one of ``lean_layer_types()`` exactly (no sublayers, whose
-training flag would come from the call context; no masks), computes in float32 (no autocast
-to skip), and no layer has a regulariser. Anything else, a step with sample weights, and
+model is a functional one, every layer's class is one of ``lean_layer_types()`` exactly (no
+sublayers, whose training flag would come from the call context; no masks), computes in float32
+(no autocast to skip), and no layer has a regulariser. Anything else, a step with sample weights, and
 Keras's own ``jit_compile`` keep Keras's step. tests/test_torch_step.py checks the weights,
 losses and metrics after several steps against Keras's own step, layer type by layer type.
 Measured: ``python benchmarks/ab_probe.py --compare step --backend torch --model MODEL``.
