@@ -211,16 +211,29 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> str:
 
 
 def choose_train_step(model, config: TrainConfig) -> str:
-    """Gives a compiled model torch_step's lean training step where ``lean_step`` is true and
-    the step computes what Keras's does (PyTorch, plain float32 layers: torch_step.refusal).
+    """Gives a compiled model mnistlab's own training step where ``lean_step`` is true and it
+    computes what Keras's does: on PyTorch, torch_step's lean step (plain float32 layers:
+    torch_step.refusal); on JAX, jax_step's scanned steps over data on the device (dense
+    networks trained on arrays: jax_step.refusal).
 
     Returns:
-        "lean", or "keras" with the reason in brackets, as a run's meta.json records it.
+        "lean" (PyTorch), "scan" (JAX), or "keras" with the reason in brackets, as a run's
+        meta.json records it.
     """
-    from mnistlab import torch_step
+    import keras
+
+    from mnistlab import jax_step, torch_step
 
     if config.lean_step != "true":
         return "keras (lean_step false)"
+    if keras.backend.backend() == "jax":
+        if config.augment != "none":
+            return "keras (the augmented batches come from a pipeline)"
+        reason = jax_step.refusal(model)
+        if reason is not None:
+            return f"keras ({reason})"
+        jax_step.install(model)
+        return "scan"
     reason = torch_step.refusal(model)
     if reason is not None:
         return f"keras ({reason})"
@@ -429,8 +442,9 @@ def add_config_arguments(parser) -> None:
         "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
         "fused_adam": "true: Adam's update as one kernel on TensorFlow and PyTorch (same math); "
         "false: Keras's",
-        "lean_step": "true: on PyTorch, a training step without Keras's per-layer bookkeeping "
-        "(same math); false: Keras's step",
+        "lean_step": "true: mnistlab's own step where it computes the same (PyTorch: without "
+        "Keras's per-layer bookkeeping; JAX, dense networks: 20 steps a call over data on the "
+        "device); false: Keras's step",
         "precision": "auto (bfloat16 where measured faster at the same error), float32, or "
         "mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
