@@ -19,6 +19,8 @@ The changes (--compare):
            and JAX) against one (on PyTorch, which runs one, a null check)
     step   torch_step's lean training step against Keras's own (PyTorch; elsewhere both are
            Keras's, a null check)
+    scan   jax_step's scanned steps over data on the device against Keras's batches (JAX),
+           forced on whatever the network, CNNs too, which mnistlab trains with Keras's
     jit    the step compiled (jit_compile true: XLA on TensorFlow and JAX, torch.compile on
            PyTorch) against not compiled (jit_compile false), whatever mnistlab's default is
 
@@ -49,6 +51,7 @@ COMPARISONS = {
     "steps": ("mnistlab's steps per compiled call against one", "mnistlab's steps", "one step"),
     "jit": ("A compiled step (jit_compile) against an uncompiled one", "jit_compile", "no jit"),
     "step": ("mnistlab's lean training step against Keras's", "lean step", "Keras step"),
+    "scan": ("Scanned steps over data on the device against Keras's batches", "scan", "Keras"),
 }
 # the comparisons that differ only in the recipe: (mnistlab's changes, the undone way's)
 RECIPE_CHANGES = {
@@ -56,6 +59,7 @@ RECIPE_CHANGES = {
     "steps": ({}, {"steps_per_execution": 1}),
     "jit": ({"jit_compile": "true"}, {"jit_compile": "false"}),
     "step": ({"lean_step": "true"}, {"lean_step": "false"}),
+    "scan": ({"lean_step": "false"}, {"lean_step": "false"}),  # then install forces the scan
 }
 
 
@@ -98,6 +102,11 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
             keras.utils.set_random_seed(config.seed)  # the same initial weights for both
             models[label] = create_model(model_name, config.precision)
             compile_model(models[label], config, steps)
+        if compare == "scan":
+            from mnistlab import jax_step
+
+            if not jax_step.install(models[ours], check=False):
+                raise SystemExit(f"--compare scan: {jax_step.refusal(models[ours])}")
         return models
     config = TrainConfig.from_dict(recipe)
     keras.utils.set_random_seed(config.seed)

@@ -6,8 +6,9 @@ For each of the tutorial's networks, on every installed backend, in one run, int
 - mnistlab: ``mnistlab.train`` with the settings users get (FAST_SETTINGS, and precision auto:
   mixed bfloat16 for the tutorial's CNNs on a CPU with bfloat16 instructions, else float32);
   --float32 and --bf16 add rows that force either precision, --keras-adam one with Keras's own
-  Adam instead of the fused one (mnistlab.optimizers), --keras-step on PyTorch one with Keras's
-  own training step instead of the lean one (mnistlab.torch_step), --ynn-ab on JAX one with
+  Adam instead of the fused one (mnistlab.optimizers), --keras-step on PyTorch and JAX one with
+  Keras's own training step instead of mnistlab's (the lean one of mnistlab.torch_step, the
+  scanned one of mnistlab.jax_step), --ynn-ab on JAX one with
   XLA's matrix products on YNNPACK or not, the other way from mnistlab's choice for the network;
 - plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
   backend, Keras's default compile settings;
@@ -200,7 +201,7 @@ def plan(args) -> list[tuple]:
                 jobs.append(("mnistlab-bf16", backend, model, ("precision=mixed_bfloat16",)))
             if args.keras_adam:
                 jobs.append(("mnistlab-keras-adam", backend, model, ("fused_adam=false",)))
-            if args.keras_step and backend == "torch":
+            if args.keras_step and backend in ("torch", "jax"):
                 jobs.append(("mnistlab-keras-step", backend, model, ("lean_step=false",)))
             if args.ynn_ab and backend == "jax":
                 jobs.append(("mnistlab-ynn-off" if wants_ynn(model) else "mnistlab-ynn-dot",
@@ -249,7 +250,7 @@ def summarize(results: dict, matmul: float, args) -> list[dict]:
                 "onednn": runs[0].get("onednn"),
                 "precision": runs[0].get("precision", "float32"),
                 "optimizer": runs[0].get("optimizer"),  # mnistlab rows: FusedAdam or Adam
-                "train_step": runs[0].get("train_step"),  # mnistlab rows: lean or keras (why)
+                "train_step": runs[0].get("train_step"),  # mnistlab rows: lean, scan or keras (why)
             }
         )
     return rows
@@ -349,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keras-step",
         action="store_true",
-        help="on PyTorch, also time mnistlab with Keras's own training step, --lean-step false "
-        "(row mnistlab-keras-step)",
+        help="on PyTorch and JAX, also time mnistlab with Keras's own training step, "
+        "--lean-step false (row mnistlab-keras-step)",
     )
     parser.add_argument(
         "--jax-loop",

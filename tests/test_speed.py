@@ -405,6 +405,20 @@ def test_pool_probe_runs_in_tiny_mode_on_jax(tmp_path, tiny_npz):
     assert set(report["ms_per_step"]) == {"mnistlab pooling", "Keras pooling"}
 
 
+def test_scan_probe_runs_in_tiny_mode_on_jax(tmp_path, tiny_npz):
+    pytest.importorskip("jax")
+    result = _script(
+        "benchmarks/ab_probe.py",
+        "--compare", "scan", "--backend", "jax", "--model", "mlp", "--reps", "2",
+        "--images", "400", "--data", tiny_npz, "--out", str(tmp_path),
+        data=tiny_npz,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.load(open(tmp_path / "scan_probe-jax-mlp.json"))
+    assert set(report["ms_per_step"]) == {"scan", "Keras"}
+    assert all(len(times) == 2 for times in report["ms_per_step"].values())
+
+
 def test_the_steps_probe_compiles_the_same_weights_with_mnistlab_s_steps_and_with_one():
     import keras
 
