@@ -86,6 +86,25 @@ def fresh_python(code: str, **env_changes: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def recorded_step_check(step: str) -> str:
+    """Code for a fresh interpreter (numpy as np, rng, tempfile and os in scope): trains the MLP
+    one epoch through mnistlab.train, resumes it for a second, and checks that meta.json records
+    ``step`` as the training step both times."""
+    return f"""
+import mnistlab
+from mnistlab import runs
+with tempfile.TemporaryDirectory() as folder:
+    digits = (rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60))
+    run = mnistlab.train("mlp", data=(digits, digits), out=os.path.join(folder, "run"),
+                         epochs=1, val_size=20, batch_size=10, verbose=0)
+    meta = runs.read_json(os.path.join(run.path, "meta.json"))
+    assert meta["train_step"] == {step!r}, meta["train_step"]
+    resumed = mnistlab.train(resume=run.path, epochs=2, data=(digits, digits))
+    assert len(resumed.history) == 2, resumed.history  # a resumed run trains on, as before
+    assert runs.read_json(os.path.join(run.path, "meta.json"))["train_step"] == {step!r}
+"""
+
+
 def run_cli(*args, env=None, timeout=300):
     """Runs ``python -m mnistlab ARGS`` in a fresh process; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO, fresh_python
+from tests.conftest import REPO, fresh_python, recorded_step_check
 
 # One dense network with every layer type of jax_step.scan_layer_types, trained twice from the
 # same weights and seeds, shuffled by fit: with Keras's batches and with the scanned steps. 50
@@ -85,22 +85,12 @@ compile_model(model, TrainConfig.from_dict({{"lean_step": "false"}}), steps_per_
 augmented = choose_train_step(model, TrainConfig.from_dict({{"augment": "affine"}}))
 assert augmented == "keras (the augmented batches come from a pipeline)", augmented
 
-import mnistlab
-from mnistlab import runs
 from mnistlab.models import create_model
 for name in ("mlp", "cnn", "larger_cnn", "branch_cnn"):  # the dense one scans, the CNNs do not
     model = create_model(name, "float32")
     step = compile_model(model, TrainConfig(), steps_per_epoch=1)
     assert (step == "scan") == (name == "mlp"), (name, step)
-with tempfile.TemporaryDirectory() as folder:
-    digits = (rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60))
-    run = mnistlab.train("mlp", data=(digits, digits), out=os.path.join(folder, "run"),
-                         epochs=1, val_size=20, batch_size=10, verbose=0)
-    meta = runs.read_json(os.path.join(run.path, "meta.json"))
-    assert meta["train_step"] == "scan", meta["train_step"]
-    resumed = mnistlab.train(resume=run.path, epochs=2, data=(digits, digits))
-    assert len(resumed.history) == 2, resumed.history  # a resumed run trains on, scanned again
-    assert runs.read_json(os.path.join(run.path, "meta.json"))["train_step"] == "scan"
+{recorded_step_check("scan")}
 print("same")
 """
 

@@ -391,31 +391,22 @@ def test_adam_probe_runs_in_tiny_mode(tmp_path, tiny_npz):
     assert "**FusedAdam:" in (tmp_path / "adam_probe-mlp.md").read_text()
 
 
-def test_pool_probe_runs_in_tiny_mode_on_jax(tmp_path, tiny_npz):
+@pytest.mark.parametrize(
+    "compare, model, variants",
+    [("pool", "cnn", {"mnistlab pooling", "Keras pooling"}), ("scan", "mlp", {"scan", "Keras"})],
+)
+def test_jax_probes_run_in_tiny_mode(tmp_path, tiny_npz, compare, model, variants):
     pytest.importorskip("jax")
     result = _script(
         "benchmarks/ab_probe.py",
-        "--compare", "pool", "--backend", "jax", "--model", "cnn", "--reps", "2",
+        "--compare", compare, "--backend", "jax", "--model", model, "--reps", "2",
         "--images", "400", "--data", tiny_npz, "--out", str(tmp_path),
         data=tiny_npz,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.load(open(tmp_path / "pool_probe-jax-cnn.json"))
+    report = json.load(open(tmp_path / f"{compare}_probe-jax-{model}.json"))
     assert report["backend"] == "jax"
-    assert set(report["ms_per_step"]) == {"mnistlab pooling", "Keras pooling"}
-
-
-def test_scan_probe_runs_in_tiny_mode_on_jax(tmp_path, tiny_npz):
-    pytest.importorskip("jax")
-    result = _script(
-        "benchmarks/ab_probe.py",
-        "--compare", "scan", "--backend", "jax", "--model", "mlp", "--reps", "2",
-        "--images", "400", "--data", tiny_npz, "--out", str(tmp_path),
-        data=tiny_npz,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.load(open(tmp_path / "scan_probe-jax-mlp.json"))
-    assert set(report["ms_per_step"]) == {"scan", "Keras"}
+    assert set(report["ms_per_step"]) == variants
     assert all(len(times) == 2 for times in report["ms_per_step"].values())
 
 

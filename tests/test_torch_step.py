@@ -8,7 +8,7 @@ import pytest
 from mnistlab.config import TrainConfig
 from mnistlab.models import create_model
 from mnistlab.train import choose_train_step, compile_model
-from tests.conftest import REPO, fresh_python
+from tests.conftest import REPO, fresh_python, recorded_step_check
 
 # One network with every layer type of torch_step.lean_layer_types, branches included, trained
 # twice from the same weights and seeds: with Keras's step and with the lean one.
@@ -81,21 +81,11 @@ assert "regulariser" in refusals["reg"] and "mixed_bfloat16" in refusals["bf16"]
 assert "jit_compile" in refusals["jit"], refusals
 assert refusals["sequential"] is not None, refusals
 
-import mnistlab
-from mnistlab import runs
 from mnistlab.models import REGISTRY, create_model
 for name in REGISTRY:  # every registered network trains with the lean step on PyTorch
     model = create_model(name, "float32")
     assert compile_model(model, TrainConfig(), steps_per_epoch=1) == "lean", name
-with tempfile.TemporaryDirectory() as folder:
-    digits = (rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60))
-    run = mnistlab.train("mlp", data=(digits, digits), out=os.path.join(folder, "run"),
-                         epochs=1, val_size=20, batch_size=10, verbose=0)
-    meta = runs.read_json(os.path.join(run.path, "meta.json"))
-    assert meta["train_step"] == "lean", meta["train_step"]
-    resumed = mnistlab.train(resume=run.path, epochs=2, data=(digits, digits))
-    assert len(resumed.history) == 2, resumed.history  # a resumed run trains on, lean again
-    assert runs.read_json(os.path.join(run.path, "meta.json"))["train_step"] == "lean"
+{recorded_step_check("lean")}
 print("same")
 """
 
