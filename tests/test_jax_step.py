@@ -9,8 +9,8 @@ from tests.conftest import REPO, fresh_python, recorded_step_check
 
 # One dense network with every layer type of jax_step.scan_layer_types, trained twice from the
 # same weights and seeds, shuffled by fit: with Keras's batches and with the scanned steps. 50
-# images in batches of 8, 4 steps a call: a call of 4 equal batches (a scan), then one of 3
-# whose last is smaller (single steps).
+# images in batches of 8, 4 steps a call: a call of 4 equal batches (one compiled loop), then
+# one of 3 whose last is smaller (single steps).
 JAX_CHECK = f"""
 import sys, tempfile, os
 sys.path.insert(0, {REPO!r})
@@ -51,7 +51,7 @@ for lean in ("false", "true"):
     step = compile_model(model, config, steps_per_epoch=7)
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0,
                         validation_data=(x[:16], y[:16])).history
-    trained[lean] = (step, model.get_weights(), history)
+    trained[lean] = (step, model.get_weights(), history, model)
 assert trained["false"][0] == "keras (lean_step false)" and trained["true"][0] == "scan"
 assert len(calls) == 2 * 2, len(calls)  # every call of the scanned run: two an epoch
 for theirs, ours in zip(trained["false"][1], trained["true"][1]):
@@ -60,12 +60,21 @@ moved = [not np.allclose(w, s) for w, s in zip(trained["true"][1], start)]
 assert all(moved), moved  # every weight, BatchNormalization's moving statistics too
 for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
     np.testing.assert_allclose(trained["true"][2][key], trained["false"][2][key], rtol=1e-5)
+# 48 images: 6 equal batches, a call of 4 and one of 2 (the loop of 4, run for 2)
+for lean in ("false", "true"):
+    keras.utils.set_random_seed(6)  # the same shuffle for both
+    trained[lean][3].fit(x[:48], y[:48], batch_size=8, epochs=1, verbose=0)
+assert len(calls) == 2 * 2 + 2, len(calls)
+steps_run = [int(trained[lean][3].optimizer.iterations.numpy()) for lean in ("false", "true")]
+assert steps_run == [2 * 7 + 6] * 2, steps_run  # the loop ran 2 steps, not its padding
+for theirs, ours in zip(trained["false"][3].get_weights(), trained["true"][3].get_weights()):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 # what the scan cannot stand in for goes to Keras's fit, and the next plain fit scans again
 model.fit(x, y, sample_weight=np.ones(50), batch_size=8, epochs=1, verbose=0)
-assert len(calls) == 4, len(calls)
-model.fit(x, y, batch_size=8, epochs=1, verbose=0)
 assert len(calls) == 6, len(calls)
+model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+assert len(calls) == 8, len(calls)
 
 refusals = {{}}
 def refused(label, model, **settings):

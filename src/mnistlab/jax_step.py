@@ -4,17 +4,19 @@ On JAX, Keras compiles one training step (``jax.jit``) and, with ``steps_per_exe
 calls it 20 times a round from Python. Each call takes a batch that Keras's array adapter
 gathered from the numpy arrays on the host (the shuffle), and JAX copies it in. For the
 tutorial's MLP, whose step is two matrix products, that host work sits on the critical path of
-2 cores: fed from the device as below, Keras's own compiled step trains within a few percent
-of the hand-written JAX loop of benchmarks/plain/jax_loop.py, and 1.1x to 1.2x as fast as
-inside Keras's ``fit`` (README, "Scanned steps on JAX").
+2 cores: fed from the device as below, Keras's own compiled step trains within 10%
+of the hand-written JAX loop of benchmarks/plain/jax_loop.py, and faster than inside Keras's
+``fit`` (README, "Scanned steps on JAX").
 
 ``install`` gives a compiled model a ``fit`` that, for numpy arrays, computes the same thing
 another way:
 - the images and labels go to the device once, and Keras's own ``fit`` shuffles and batches
   their row numbers instead (its array adapter draws the same permutations with numpy, so the
   batches hold the same images in the same order);
-- each compiled call runs its twenty steps as one ``lax.scan`` over Keras's own ``train_step``,
-  each step gathering its batch on the device.
+- each compiled call runs its twenty steps as one loop (``lax.fori_loop``) over Keras's own
+  ``train_step``, each step gathering its batch on the device. The loop runs as many steps as
+  the call has batches, so it compiles once, whatever that count (a ``lax.scan`` compiles again
+  for each length, such as the epoch's shorter last call).
 The rest is Keras's ``fit``: callbacks, validation, logs, early stopping, the progress bar.
 The weights after training are Keras's, to float32 rounding (tests/test_jax_step.py).
 Other inputs (an augmented pipeline, sample weights) go to Keras's ``fit`` unchanged.
@@ -169,27 +171,32 @@ def _build_as_keras_does(model, x, y, shuffle: bool) -> None:
 
 def _compiled_steps(model):
     """(one, many): Keras's ``train_step`` compiled for one batch of rows, and for a stack of
-    them run by ``lax.scan``; both gather their batches from the device's copy of the data."""
+    ``steps_per_execution`` of them, of which the first ``count`` run (one loop, compiled once
+    whatever the count); both gather their batches from the device's copy of the data."""
     import jax
-    from keras import tree
+    import jax.numpy as jnp
 
     def one(state, images, labels, rows):
         return model.train_step(state, (images[rows], labels[rows]))
 
-    def many(state, images, labels, stacked_rows):
-        def step(state, rows):
+    def many(state, images, labels, stacked_rows, count):
+        def step(index, carried):
+            state, _ = carried
+            rows = stacked_rows[index]
             logs, state = model.train_step(state, (images[rows], labels[rows]))
             return state, logs
 
-        state, logs = jax.lax.scan(step, state, stacked_rows)
-        return tree.map_structure(lambda value: value[-1], logs), state  # the last step's
+        shapes = jax.eval_shape(one, state, images, labels, stacked_rows[0])[0]
+        no_logs = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        state, logs = jax.lax.fori_loop(0, count, step, (state, no_logs))
+        return logs, state  # the last step's logs, as Keras's own loop returns them
 
     return jax.jit(one, donate_argnums=0), jax.jit(many, donate_argnums=0)
 
 
 def _train_function(model, steps, images, labels):
     """The ``train_function`` Keras's ``fit`` calls: up to ``steps_per_execution`` batches of
-    row numbers from its iterator, run as one scan where they are all the same size."""
+    row numbers from its iterator, run as one loop where they are all the same size."""
     import numpy as np
     from keras.src.trainers.data_adapters import data_adapter_utils
 
@@ -206,7 +213,8 @@ def _train_function(model, steps, images, labels):
         if not batches:
             raise StopIteration
         if len({len(rows) for rows in batches}) == 1:
-            return many(state, images, labels, np.stack(batches))
+            padding = [batches[-1]] * (model.steps_per_execution - len(batches))  # not run
+            return many(state, images, labels, np.stack(batches + padding), len(batches))
         for rows in batches:  # the epoch's last, smaller batch among them
             logs, state = one(state, images, labels, rows)
         return logs, state
