@@ -229,16 +229,14 @@ def choose_train_step(model, config: TrainConfig) -> str:
     if keras.backend.backend() == "jax":
         if config.augment != "none":
             return "keras (the augmented batches come from a pipeline)"
-        reason = jax_step.refusal(model)
-        if reason is not None:
-            return f"keras ({reason})"
-        jax_step.install(model)
-        return "scan"
-    reason = torch_step.refusal(model)
+        step, name = jax_step, "scan"
+    else:
+        step, name = torch_step, "lean"  # on TensorFlow, its refusal says why not
+    reason = step.refusal(model)
     if reason is not None:
         return f"keras ({reason})"
-    torch_step.install(model)
-    return "lean"
+    step.install(model)
+    return name
 
 
 def _epoch_recorder(folder: str, config: TrainConfig):
