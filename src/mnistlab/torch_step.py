@@ -36,7 +36,7 @@ def lean_layer_types() -> tuple:
     pass without masks: no sublayers, no state beyond their own variables."""
     import keras
 
-    from mnistlab.layers import MaxPooling2D
+    from mnistlab.layers import Deskew, MaxPooling2D
 
     layers = keras.layers
     return (
@@ -55,6 +55,7 @@ def lean_layer_types() -> tuple:
         layers.ReLU,
         layers.Add,
         layers.Concatenate,
+        Deskew,
     )
 
 
