@@ -1,6 +1,7 @@
 """mnistlab's own layers: MaxPooling2D pools as Keras's does (by hand and against Keras's layer,
-gradients included, on JAX and PyTorch where it computes otherwise); WeightedAverage is tested
-with the ensembles that use it (test_ensemble.py)."""
+gradients included, on JAX and PyTorch where it computes otherwise); Deskew against a loop by
+hand, on every backend, and for what it must keep and change; WeightedAverage is tested with the
+ensembles that use it (test_ensemble.py)."""
 
 import numpy as np
 import pytest
@@ -98,3 +99,122 @@ print("same")
 def test_on_torch_it_pools_a_view_with_keras_s_values_and_gradients():
     pytest.importorskip("torch")
     assert fresh_python(TORCH_CHECK, KERAS_BACKEND="torch") == "same"
+
+
+def deskew_by_hand(images, max_skew=1.0):
+    """Moment deskewing, pixel by pixel: each row moved along by skew x (row - centre row),
+    read between two source pixels by linear interpolation, 0 outside the image."""
+    out = np.zeros_like(images)
+    for n, image in enumerate(images[..., 0].astype("float64")):
+        rows, columns = image.shape
+        mass = image.sum() + 1e-6
+        r_mean = sum(r * image[r, c] for r in range(rows) for c in range(columns)) / mass
+        c_mean = sum(c * image[r, c] for r in range(rows) for c in range(columns)) / mass
+        cov = var = 0.0
+        for r in range(rows):
+            for c in range(columns):
+                cov += (r - r_mean) * (c - c_mean) * image[r, c] / mass
+                var += (r - r_mean) ** 2 * image[r, c] / mass
+        skew = min(max(cov / (var + 1e-6), -max_skew), max_skew)
+        for r in range(rows):
+            for c in range(columns):
+                source = c + skew * (r - r_mean)
+                left = int(np.floor(source))
+                for v, weight in ((left, 1 - (source - left)), (left + 1, source - left)):
+                    if 0 <= v < columns:
+                        out[n, r, c, 0] += weight * image[r, v]
+    return out
+
+
+def slanted_stroke(size=28, lean=0.5):
+    """A 2-pixel-wide stroke leaning right by ``lean`` columns a row, rows 4 to size - 5."""
+    image = np.zeros((1, size, size, 1), "float32")
+    for row in range(4, size - 4):
+        column = size / 2 - lean * (row - size / 2)
+        image[0, row, int(round(column)) : int(round(column)) + 2, 0] = 1.0
+    return image
+
+
+def deskew_cases():
+    from tests.conftest import synthetic_digits
+
+    rng = np.random.default_rng(2)
+    speckle = (rng.random((3, 28, 28, 1)) * (rng.random((3, 28, 28, 1)) > 0.85)).astype("float32")
+    digits = synthetic_digits(4, seed=3)[0][..., None].astype("float32") / 255
+    return np.concatenate([speckle, digits, slanted_stroke(), slanted_stroke(lean=-2.0)])
+
+
+def test_deskew_is_the_loop_by_hand():
+    from mnistlab.layers import Deskew
+
+    images = deskew_cases()
+    expected = deskew_by_hand(images)
+    np.testing.assert_allclose(np.asarray(Deskew()(images)), expected, atol=2e-5)
+    # the stroke leaning 2 columns a row is sheared by max_skew only: clipped as by hand
+    np.testing.assert_allclose(
+        np.asarray(Deskew(max_skew=0.25)(images)), deskew_by_hand(images, 0.25), atol=2e-5
+    )
+
+
+def test_deskew_straightens_a_slanted_stroke_and_keeps_its_ink():
+    from mnistlab.layers import Deskew
+
+    stroke = slanted_stroke()
+    upright = np.asarray(Deskew()(stroke))[0, :, :, 0]
+    inked = upright.sum(axis=1) > 0
+    centres = (upright * np.arange(28)).sum(axis=1)[inked] / upright.sum(axis=1)[inked]
+    before = (stroke[0, :, :, 0] * np.arange(28)).sum(axis=1)[inked] / 2
+    # it leaned 9 columns; upright now, but for the half-pixel steps of its rounded columns
+    assert np.ptp(before) == 9 and np.ptp(centres) < 1.5
+    np.testing.assert_allclose(upright.sum(axis=1), stroke[0, :, :, 0].sum(axis=1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((1, 28, 28, 1), "float32"),  # blank: nothing to shear, no division by zero
+        np.pad(np.ones((1, 20, 2, 1), "float32"), ((0, 0), (4, 4), (13, 13), (0, 0))),  # a "1"
+        np.pad(np.ones((1, 1, 20, 1), "float32"), ((0, 0), (14, 13), (4, 4), (0, 0))),  # a "-"
+    ],
+    ids=["blank", "upright", "one-row"],
+)
+def test_deskew_leaves_what_has_no_slant_unchanged(image):
+    from mnistlab.layers import Deskew
+
+    np.testing.assert_allclose(np.asarray(Deskew()(image)), image, atol=1e-5)
+
+
+def test_deskew_survives_saving_and_refuses_a_bad_limit(tmp_path):
+    import keras
+
+    from mnistlab.layers import Deskew
+
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, Deskew(max_skew=0.5)(inputs))
+    model.save(tmp_path / "deskew.keras")
+    loaded = keras.saving.load_model(tmp_path / "deskew.keras")
+    images = deskew_cases()
+    np.testing.assert_array_equal(np.asarray(loaded(images)), np.asarray(model(images)))
+    assert loaded.layers[-1].max_skew == 0.5
+    with pytest.raises(ValueError, match="max_skew"):
+        Deskew(max_skew=0)
+
+
+DESKEW_CHECK = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+import numpy as np
+from keras import ops
+from mnistlab.layers import Deskew
+from tests.test_layers import deskew_by_hand, deskew_cases
+images = deskew_cases()
+out = ops.convert_to_numpy(Deskew()(images))
+np.testing.assert_allclose(out, deskew_by_hand(images), atol=2e-5)
+print("same")
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_deskew_is_the_loop_by_hand_on_the_other_backends(backend):
+    pytest.importorskip(backend)
+    assert fresh_python(DESKEW_CHECK, KERAS_BACKEND=backend) == "same"

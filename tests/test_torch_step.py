@@ -19,12 +19,12 @@ import keras, numpy as np
 from keras import layers
 from mnistlab import torch_step
 from mnistlab.config import TrainConfig
-from mnistlab.layers import MaxPooling2D
+from mnistlab.layers import Deskew, MaxPooling2D
 from mnistlab.train import compile_model
 
 def network():
     inputs = keras.Input((8, 8, 1))
-    left = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    left = layers.Conv2D(4, 3, padding="same", activation="relu")(Deskew()(inputs))
     right = layers.Conv2D(4, 1, padding="same")(inputs)
     x = layers.BatchNormalization()(layers.Add()([left, right]))
     x = MaxPooling2D(2)(x)  # (4, 4, 4)

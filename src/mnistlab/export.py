@@ -312,6 +312,46 @@ def _rescaling(graph, layer, inputs):
     return out
 
 
+def _deskew(graph, layer, inputs):
+    """mnistlab.layers.Deskew: the layer's own arithmetic, step by step, in ONNX operators."""
+    x = graph.layout(inputs[0], channels_first=False)  # (N, rows, columns, 1)
+    rows, columns = (int(size) for size in layer.input.shape[1:3])
+    name = layer.name
+
+    def const(hint, value):
+        return graph.weight(f"{name}_{hint}", np.asarray(value, np.float32))
+
+    def op(kind, *operands, **attributes):
+        return graph.add(kind, list(operands), name, **attributes)
+
+    axes = graph.weight(f"{name}_axes", np.asarray([1, 2], np.int64))
+
+    def mean_over_image(tensor, mass):  # (N, rows, columns) -> (N, 1, 1)
+        return op("Div", op("ReduceSum", tensor, axes, keepdims=1), mass)
+
+    shape = graph.weight(f"{name}_shape", np.asarray([-1, rows, columns], np.int64))
+    ink = op("Reshape", x, shape)  # (N, rows, columns)
+    row_at = const("rows", np.arange(rows).reshape(1, rows, 1))
+    column_at = const("columns", np.arange(columns).reshape(1, 1, columns))
+    mass = op("Add", op("ReduceSum", ink, axes, keepdims=1), const("tiny", 1e-6))
+    row_offset = op("Sub", row_at, mean_over_image(op("Mul", ink, row_at), mass))
+    column_offset = op("Sub", column_at, mean_over_image(op("Mul", ink, column_at), mass))
+    covariance = mean_over_image(op("Mul", op("Mul", ink, row_offset), column_offset), mass)
+    variance = mean_over_image(op("Mul", op("Mul", ink, row_offset), row_offset), mass)
+    skew = op("Div", covariance, op("Add", variance, const("tiny", 1e-6)))
+    skew = op("Clip", skew, const("low", -layer.max_skew), const("high", layer.max_skew))
+    shift = op(
+        "Unsqueeze",
+        op("Mul", skew, row_offset),
+        graph.weight(f"{name}_last", np.asarray([3], np.int64)),
+    )
+    spread = const("spread", np.arange(columns)[None, :] - np.arange(columns)[:, None])
+    weights = op("Relu", op("Sub", const("one", 1.0), op("Abs", op("Sub", spread, shift))))
+    out = op("MatMul", weights, x)  # (N, rows, columns, columns) @ (N, rows, columns, 1)
+    graph.channels_first[out] = False
+    return out
+
+
 CONVERTERS = {
     "Conv2D": _conv2d,
     "Dense": _dense,
@@ -337,6 +377,7 @@ CONVERTERS = {
     "ReLU": _relu_layer,
     "Softmax": _softmax_layer,
     "Rescaling": _rescaling,
+    "Deskew": _deskew,
 }
 
 
