@@ -78,6 +78,12 @@ path = f"{sys.argv[1]}/augment.png"
 visualize.image_grid(images, titles, "One 5, sixteen ways", path, scale=(0, 1), columns=8)
 EOF
 
+# 11. ensemble-mistakes.png: every test image that our best ensemble gets wrong, the 11 kept
+#     `best5` members averaged (benchmarks/members/; nothing trains, about a minute)
+mnistlab ensemble --runs benchmarks/members/best5-e40/member-{0..10} --out "$SCRATCH/best5-x11" > /dev/null
+mnistlab evaluate "$SCRATCH/best5-x11" --plots "$SCRATCH/ensemble" > /dev/null
+cp "$SCRATCH/ensemble/misclassified.png" "$FIGURES/ensemble-mistakes.png"
+
 # Shrink: an optimised palette PNG of at most 128 colours per picture
 python - "$FIGURES" <<'EOF'
 import glob
