@@ -23,6 +23,8 @@ The changes (--compare):
            forced on whatever the network, CNNs too, which mnistlab trains with Keras's
     jit    the step compiled (jit_compile true: XLA on TensorFlow and JAX, torch.compile on
            PyTorch) against not compiled (jit_compile false), whatever mnistlab's default is
+    products  precision bfloat16_products (layers.BFloat16ProductDense: Dense products of
+           bfloat16 operands summed in float32) against float32 (JAX only)
 
 Usage (one network a process, since TensorFlow fixes its kernels when it loads):
     python benchmarks/ab_probe.py --compare adam --model mlp
@@ -52,6 +54,11 @@ COMPARISONS = {
     "jit": ("A compiled step (jit_compile) against an uncompiled one", "jit_compile", "no jit"),
     "step": ("mnistlab's lean training step against Keras's", "lean step", "Keras step"),
     "scan": ("Scanned steps over data on the device against Keras's batches", "scan", "Keras"),
+    "products": (
+        "Dense products of bfloat16 operands against float32 ones",
+        "bfloat16 products",
+        "float32",
+    ),
 }
 # the comparisons that differ only in the recipe: (mnistlab's changes, the undone way's)
 RECIPE_CHANGES = {
@@ -60,6 +67,7 @@ RECIPE_CHANGES = {
     "jit": ({"jit_compile": "true"}, {"jit_compile": "false"}),
     "step": ({"lean_step": "true"}, {"lean_step": "false"}),
     "scan": ({"lean_step": "false"}, {"lean_step": "false"}),  # then install forces the scan
+    "products": ({"precision": "bfloat16_products"}, {"precision": "float32"}),
 }
 
 
@@ -102,6 +110,8 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
             keras.utils.set_random_seed(config.seed)  # the same initial weights for both
             models[label] = create_model(model_name, config.precision)
             compile_model(models[label], config, steps)
+        if compare == "products":  # its network is a clone, with weights of its own
+            models[theirs].set_weights(models[ours].get_weights())
         if compare == "scan":
             from mnistlab import jax_step
 

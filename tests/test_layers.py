@@ -218,3 +218,52 @@ print("same")
 def test_deskew_is_the_loop_by_hand_on_the_other_backends(backend):
     pytest.importorskip(backend)
     assert fresh_python(DESKEW_CHECK, KERAS_BACKEND=backend) == "same"
+
+
+BFLOAT16_PRODUCTS_CHECK = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+import jax, keras, ml_dtypes, numpy as np
+from mnistlab.layers import BFloat16ProductDense
+from mnistlab.models import create_model, float32_copy
+
+def bfloat16(a):  # rounded to bfloat16, then exact in float64
+    return np.asarray(a).astype(ml_dtypes.bfloat16).astype("float64")
+
+rng = np.random.default_rng(4)
+x = rng.normal(size=(6, 40)).astype("float32")
+kernel, bias = rng.normal(size=(40, 5)).astype("float32"), rng.normal(size=5).astype("float32")
+ours, theirs = BFloat16ProductDense(5, activation="relu"), keras.layers.Dense(5, activation="relu")
+for layer in (ours, theirs):
+    layer.build((None, 40))
+    layer.set_weights([kernel, bias])
+z = bfloat16(x) @ bfloat16(kernel) + bias  # bfloat16 products, exact sums, a float32 bias
+np.testing.assert_allclose(np.asarray(ours(x)), np.maximum(z, 0), rtol=1e-5, atol=1e-5)
+assert np.abs(np.asarray(theirs(x)) - np.maximum(z, 0)).max() > 1e-3  # the rounding is real
+
+# the kernel's gradient of sum(out * r): bfloat16 inputs, float32 sums, rounded to bfloat16
+r = rng.normal(size=(6, 5)).astype("float32")
+def loss(k):
+    return (ours.stateless_call([k, bias], [], x)[0] * r).sum()
+gradient = np.asarray(jax.grad(loss)(kernel))
+by_hand = bfloat16(x).T @ (r * (z > 0))
+np.testing.assert_allclose(gradient, by_hand, rtol=2 ** -7, atol=1e-6)  # one bfloat16 step
+assert np.array_equal(gradient, bfloat16(gradient))
+
+# a network in this precision has these layers; the run saves Keras's, with the same weights
+model = create_model("mlp", "bfloat16_products")
+kinds = [type(layer).__name__ for layer in model.layers]
+assert kinds == ["InputLayer", "Flatten", "BFloat16ProductDense", "BFloat16ProductDense"], kinds
+saved = float32_copy(model)
+assert [type(layer) for layer in saved.layers[2:]] == [keras.layers.Dense] * 2
+for a, b in zip(saved.get_weights(), model.get_weights()):
+    assert np.array_equal(a, b)
+images = rng.random((4, 28, 28, 1)).astype("float32")
+np.testing.assert_allclose(np.asarray(saved(images)), np.asarray(model(images)), atol=5e-3)
+print("same")
+"""
+
+
+def test_bfloat16_products_round_the_operands_and_sum_in_float32_on_jax():
+    pytest.importorskip("jax")
+    assert fresh_python(BFLOAT16_PRODUCTS_CHECK, KERAS_BACKEND="jax") == "same"

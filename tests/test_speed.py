@@ -393,7 +393,11 @@ def test_adam_probe_runs_in_tiny_mode(tmp_path, tiny_npz):
 
 @pytest.mark.parametrize(
     "compare, model, variants",
-    [("pool", "cnn", {"mnistlab pooling", "Keras pooling"}), ("scan", "mlp", {"scan", "Keras"})],
+    [
+        ("pool", "cnn", {"mnistlab pooling", "Keras pooling"}),
+        ("scan", "mlp", {"scan", "Keras"}),
+        ("products", "mlp", {"bfloat16 products", "float32"}),
+    ],
 )
 def test_jax_probes_run_in_tiny_mode(tmp_path, tiny_npz, compare, model, variants):
     pytest.importorskip("jax")

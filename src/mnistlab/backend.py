@@ -115,13 +115,15 @@ BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def resolve_precision(precision: str, model: str) -> str:
-    """The dtype policy a run of ``model`` trains under when its config says ``precision``.
+    """The precision a run of ``model`` trains in when its config says ``precision``.
 
-    "auto" is mixed_bfloat16 where that was measured faster at the same test error, and
-    float32 elsewhere: the network's ``ModelSpec.bfloat16`` must say its error holds in
-    bfloat16 (results/reproduce-bf16.md), Keras must run on TensorFlow with oneDNN's kernels
-    (without them a bfloat16 cnn epoch took 5x as long), and the CPU must compute bfloat16 in
-    hardware (``bfloat16_in_hardware``). Other values are returned as they are.
+    "auto" is a bfloat16 precision where one was measured faster at the same test error, and
+    float32 elsewhere. The CPU must compute bfloat16 in hardware (``bfloat16_in_hardware``),
+    and then: mixed_bfloat16 on TensorFlow with oneDNN's kernels (without them a bfloat16 cnn
+    epoch took 5x as long) for networks whose ``ModelSpec.bfloat16`` says their error holds in
+    it (results/reproduce-bf16.md); bfloat16_products on JAX for networks whose
+    ``ModelSpec.bfloat16_products`` says so (the MLP). Other values are returned as they are,
+    but bfloat16_products, which only JAX computes, is refused on the other backends.
 
     Example:
         >>> resolve_precision("float32", "cnn")
@@ -132,9 +134,18 @@ def resolve_precision(precision: str, model: str) -> str:
 
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision '{precision}'. Available: {', '.join(PRECISIONS)}.")
+    backend = use_backend(None)
+    if precision == "bfloat16_products" and backend != "jax":
+        raise ValueError(
+            f"Precision bfloat16_products is computed on the JAX backend only, not on {backend}; "
+            "use --backend jax, or --precision mixed_bfloat16 or float32."
+        )
     if precision != "auto":
         return precision
-    if not get_spec(model).bfloat16 or use_backend(None) != "tensorflow":
+    spec = get_spec(model)
+    if backend == "jax" and spec.bfloat16_products:
+        return "bfloat16_products" if bfloat16_in_hardware() else "float32"
+    if not spec.bfloat16 or backend != "tensorflow":
         return "float32"
     from mnistlab.runs import tensorflow_onednn
 

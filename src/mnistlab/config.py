@@ -73,9 +73,12 @@ class TrainConfig:
     lean_step: str = "true"
     # float32, or mixed_bfloat16: layers compute in bfloat16 and keep float32 weights; the output
     # layer stays float32. Pays only where bfloat16 runs in hardware (README "Training speed").
-    # auto: mixed_bfloat16 where it was measured faster at the same error (the tutorial's CNNs,
-    # on TensorFlow with oneDNN, on a CPU with bfloat16 instructions), else float32. A run
-    # records the precision it resolved to (backend.resolve_precision)
+    # bfloat16_products (JAX only): everything float32 but the Dense layers' matrix products,
+    # which multiply bfloat16 copies and sum in float32 (layers.BFloat16ProductDense).
+    # auto: one of these where it was measured faster at the same error (mixed_bfloat16: the
+    # tutorial's CNNs, on TensorFlow with oneDNN; bfloat16_products: the MLP on JAX; both on a CPU
+    # with bfloat16 instructions), else float32. A run records the precision it resolved to
+    # (backend.resolve_precision)
     precision: str = "auto"
     verbose: int = 2  # 0 silent, 1 progress bar, 2 one line per epoch (the tutorial's)
 
@@ -163,7 +166,8 @@ class TrainConfig:
 
 SCHEDULES = ("constant", "onecycle", "exponential")
 AUGMENTS = ("none", "affine", "elastic")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # auto, or a Keras dtype policy
+# auto, a Keras dtype policy, or float32 but for bfloat16 products in Dense layers (JAX)
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "bfloat16_products")
 # What a run saved by an older mnistlab, whose config.json lacks a key, trained with: the
 # default of its day where today's differs (precision became auto after those runs, and Adam
 # fused after them too)

@@ -41,12 +41,15 @@ def scan_layer_types() -> tuple:
     no convolutions or pooling."""
     import keras
 
+    from mnistlab.layers import BFloat16ProductDense
+
     layers = keras.layers
     return (
         layers.InputLayer,
         layers.Flatten,
         layers.Reshape,
         layers.Dense,
+        BFloat16ProductDense,
         layers.Dropout,
         layers.Activation,
         layers.ReLU,

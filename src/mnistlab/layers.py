@@ -199,3 +199,40 @@ class Deskew(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "max_skew": self.max_skew}
+
+
+@keras.saving.register_keras_serializable(package="mnistlab")
+class BFloat16ProductDense(keras.layers.Dense):
+    """Keras's Dense computing in float32, except that on JAX its matrix product multiplies
+    bfloat16 copies of the inputs and the kernel and sums the products in float32: precision
+    "bfloat16_products", where CPUs with bfloat16 instructions (AVX-512 BF16) multiply twice
+    as fast. The bias, the activation, the weights and the optimizer stay float32. Autodiff of
+    this product multiplies bfloat16 operands in the gradient's products too, and rounds the
+    kernel's gradient to bfloat16 (the derivative of the cast), as mixed precision does; the
+    update is applied to the float32 kernel. Only training uses it: a run saves its network
+    with Keras's Dense (models.float32_copy). On other backends it is Keras's Dense.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = BFloat16ProductDense(1, kernel_initializer="ones", use_bias=False)
+        >>> x = np.full((1, 2), 1.00390625, "float32")  # 1 + 2**-8: 1.0 in bfloat16
+        >>> np.asarray(layer(x)).tolist()  # on JAX; Keras's Dense gives [[2.0078125]]
+        [[2.0]]
+    """
+
+    def call(self, inputs, training=None):
+        if keras.backend.backend() != "jax":
+            return super().call(inputs, training=training)
+        import jax
+        from keras import ops
+
+        operands = (ops.cast(inputs, "bfloat16"), ops.cast(self.kernel, "bfloat16"))
+        # the barrier keeps XLA from folding the casts into the product, which takes it off
+        # the bfloat16 kernels (measured 1.6 ms against 0.9 for a (200, 784) x (784, 784))
+        operands = jax.lax.optimization_barrier(operands)
+        x = jax.numpy.matmul(*operands, preferred_element_type="float32")
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x

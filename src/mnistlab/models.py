@@ -36,6 +36,8 @@ class ModelSpec:
     # precision "auto" trains it in mixed bfloat16 where that pays (backend.resolve_precision):
     # only for networks whose test error was measured to hold in bfloat16
     bfloat16: bool = False
+    # likewise for bfloat16_products on JAX (layers.BFloat16ProductDense)
+    bfloat16_products: bool = False
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -49,13 +51,22 @@ def register(
     onednn: bool = True,
     jax_ynn: bool = True,
     bfloat16: bool = False,
+    bfloat16_products: bool = False,
     **recipe,
 ):
     """Decorator that adds a builder to REGISTRY under ``name``."""
 
     def wrap(builder: Callable) -> Callable:
         REGISTRY[name] = ModelSpec(
-            name, builder, description, tutorial_error, recipe or None, onednn, jax_ynn, bfloat16
+            name,
+            builder,
+            description,
+            tutorial_error,
+            recipe or None,
+            onednn,
+            jax_ynn,
+            bfloat16,
+            bfloat16_products,
         )
         return builder
 
@@ -75,8 +86,10 @@ def create_model(name: str, precision: str = "float32"):
         name: a key of REGISTRY, e.g. "cnn".
         precision: "float32", or "mixed_bfloat16": every layer computes in bfloat16 and keeps
             float32 weights, except the output layer, which computes in float32 so that the
-            probabilities and the loss keep their precision; or "auto", which is one of the
-            two, as ``backend.resolve_precision`` decides for this network and machine.
+            probabilities and the loss keep their precision; or "bfloat16_products" (JAX):
+            float32, but every Dense layer a ``layers.BFloat16ProductDense``; or "auto", which
+            is one of these, as ``backend.resolve_precision`` decides for this network and
+            machine.
 
     Returns:
         A keras.Model mapping (batch, 28, 28, 1) float32 in [0, 1] to (batch, 10) float32
@@ -95,6 +108,8 @@ def create_model(name: str, precision: str = "float32"):
     keras = keras_module()  # makes sure the backend is chosen before the builder imports keras
     if precision == "float32":
         return spec.builder()
+    if precision == "bfloat16_products":
+        return _clone_dense_as(spec.builder(), BFLOAT16_PRODUCT_DENSE)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
@@ -119,10 +134,36 @@ def float32_copy(model):
         A new keras.Model (the same object where every layer already computes in float32).
     """
     if all(layer.compute_dtype == "float32" for layer in model.layers):
-        return model
-    copy = _clone_in_float32(model, lambda layer_name: True)
+        if not any(layer.__class__.__name__ == "BFloat16ProductDense" for layer in model.layers):
+            return model
+        copy = _clone_dense_as(model, KERAS_DENSE)  # bfloat16_products: back to Keras's Dense
+    else:
+        copy = _clone_in_float32(model, lambda layer_name: True)
     copy.set_weights(model.get_weights())
     return copy
+
+
+# How a Dense layer's class is named in a saved model's config
+KERAS_DENSE = {"module": "keras.layers", "class_name": "Dense", "registered_name": None}
+BFLOAT16_PRODUCT_DENSE = {
+    "module": "mnistlab.layers",
+    "class_name": "BFloat16ProductDense",
+    "registered_name": "mnistlab>BFloat16ProductDense",
+}
+
+
+def _clone_dense_as(model, naming: dict):
+    """A fresh copy of the functional model (new weights, the same layer names and settings)
+    whose Dense layers, Keras's or BFloat16ProductDense, are of the class ``naming`` names."""
+    import keras
+
+    import mnistlab.layers  # noqa: F401  (registers BFloat16ProductDense for from_config)
+
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] in ("Dense", "BFloat16ProductDense"):
+            layer.update(naming)
+    return keras.Model.from_config(config)
 
 
 def _clone_in_float32(model, chosen: Callable):
@@ -155,6 +196,8 @@ def measured_errors() -> dict:
     1.74,
     onednn=False,  # two matrix products: oneDNN slower (results/probe_onednn_mlp.md)
     jax_ynn=False,  # JAX: YNNPACK dots slower (results/speed-mlp-60k-jax-ynn/speed.md)
+    # JAX: 1.10x a step at the same error (results/products_probe-jax-mlp.md, reproduce-jax-mlp-*)
+    bfloat16_products=True,
 )
 def mlp():
     import keras

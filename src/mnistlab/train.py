@@ -443,8 +443,9 @@ def add_config_arguments(parser) -> None:
         "lean_step": "true: mnistlab's own step where it computes the same (PyTorch: without "
         "Keras's per-layer bookkeeping; JAX, dense networks: 20 steps a call over data on the "
         "device); false: Keras's step",
-        "precision": "auto (bfloat16 where measured faster at the same error), float32, or "
-        "mixed_bfloat16 (bfloat16 compute, float32 weights and output)",
+        "precision": "auto (bfloat16 where measured faster at the same error), float32, "
+        "mixed_bfloat16 (bfloat16 compute, float32 weights and output), or bfloat16_products "
+        "(JAX: float32 but Dense products of bfloat16 operands, summed in float32)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
     }
     for key, help_text in helps.items():
