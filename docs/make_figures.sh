@@ -78,6 +78,26 @@ path = f"{sys.argv[1]}/augment.png"
 visualize.image_grid(images, titles, "One 5, sixteen ways", path, scale=(0, 1), columns=8)
 EOF
 
+# 12. deskew.png: the first 8 training images and what best_deskew's Deskew layer makes of them
+python - "$FIGURES" <<'EOF'
+import sys
+
+import numpy as np
+
+import mnistlab
+from mnistlab import visualize
+from mnistlab.layers import Deskew
+from mnistlab.models import to_input
+
+(x_train, y_train), _ = mnistlab.load_mnist()
+images = to_input(x_train[:8])
+upright = np.asarray(Deskew()(images))
+panels = np.concatenate([images, upright])[..., 0]
+titles = [f"a {label}" for label in y_train[:8]] + ["deskewed"] * 8
+path = f"{sys.argv[1]}/deskew.png"
+visualize.image_grid(panels, titles, "Deskew: each digit sheared upright", path, scale=(0, 1), columns=8)
+EOF
+
 # 11. ensemble-mistakes.png: every test image that our best ensemble gets wrong, the 11 kept
 #     `best5` members averaged (benchmarks/members/; nothing trains, about a minute)
 mnistlab ensemble --runs benchmarks/members/best5-e40/member-{0..10} --out "$SCRATCH/best5-x11" > /dev/null
