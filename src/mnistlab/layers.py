@@ -205,8 +205,8 @@ class Deskew(keras.layers.Layer):
 class BFloat16ProductDense(keras.layers.Dense):
     """Keras's Dense computing in float32, except that on JAX its matrix product multiplies
     bfloat16 copies of the inputs and the kernel and sums the products in float32: precision
-    "bfloat16_products", where CPUs with bfloat16 instructions (AVX-512 BF16) multiply twice
-    as fast. The bias, the activation, the weights and the optimizer stay float32. Autodiff of
+    "bfloat16_products", for CPUs with bfloat16 instructions (AVX-512 BF16; measured by
+    ``benchmarks/ab_probe.py --compare products``, docs/speed.md). The bias, the activation, the weights and the optimizer stay float32. Autodiff of
     this product multiplies bfloat16 operands in the gradient's products too, and rounds the
     kernel's gradient to bfloat16 (the derivative of the cast), as mixed precision does; the
     update is applied to the float32 kernel. Only training uses it: a run saves its network
@@ -228,7 +228,7 @@ class BFloat16ProductDense(keras.layers.Dense):
 
         operands = (ops.cast(inputs, "bfloat16"), ops.cast(self.kernel, "bfloat16"))
         # the barrier keeps XLA from folding the casts into the product, which takes it off
-        # the bfloat16 kernels (measured 1.6 ms against 0.9 for a (200, 784) x (784, 784))
+        # the bfloat16 kernels
         operands = jax.lax.optimization_barrier(operands)
         x = jax.numpy.matmul(*operands, preferred_element_type="float32")
         if self.bias is not None:
