@@ -23,8 +23,10 @@ The changes (--compare):
            forced on whatever the network, CNNs too, which mnistlab trains with Keras's
     jit    the step compiled (jit_compile true: XLA on TensorFlow and JAX, torch.compile on
            PyTorch) against not compiled (jit_compile false), whatever mnistlab's default is
-    products  precision bfloat16_products (layers.BFloat16ProductDense: Dense products of
-           bfloat16 operands summed in float32) against float32 (JAX only)
+    products  precision bfloat16_products (layers.BFloat16ProductDense and, on PyTorch,
+           BFloat16ProductConv2D: products of bfloat16 operands) against float32 (JAX, PyTorch)
+    dropout  layers.Dropout against keras.layers.Dropout (PyTorch, where ours draws its mask
+           from 32 random bits an element; elsewhere the two are the same layer, a null check)
 
 Usage (one network a process, since TensorFlow fixes its kernels when it loads):
     python benchmarks/ab_probe.py --compare adam --model mlp
@@ -54,8 +56,9 @@ COMPARISONS = {
     "jit": ("A compiled step (jit_compile) against an uncompiled one", "jit_compile", "no jit"),
     "step": ("mnistlab's lean training step against Keras's", "lean step", "Keras step"),
     "scan": ("Scanned steps over data on the device against Keras's batches", "scan", "Keras"),
+    "dropout": ("mnistlab's dropout against Keras's", "mnistlab dropout", "Keras dropout"),
     "products": (
-        "Dense products of bfloat16 operands against float32 ones",
+        "Products of bfloat16 operands against float32 ones",
         "bfloat16 products",
         "float32",
     ),
@@ -93,6 +96,21 @@ def keras_pooling(model, reshape: bool = False):
     return copy
 
 
+def keras_dropout(model):
+    """A copy of the model (its weights too) with every mnistlab Dropout made Keras's."""
+    import keras
+
+    from mnistlab.layers import Dropout
+
+    def clone(layer):
+        kind = keras.layers.Dropout if isinstance(layer, Dropout) else type(layer)
+        return kind.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
     """{label: compiled model} for mnistlab's way and the undone way, with the same weights
     (recipe: the TrainConfig dict they compile with, its augmentation off)."""
@@ -123,7 +141,8 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
     models[ours] = create_model(model_name, config.precision)
     if compare == "reshape":
         models[ours] = keras_pooling(models[ours], reshape=True)
-    models[theirs] = keras_pooling(models[ours])
+    undo = keras_dropout if compare == "dropout" else keras_pooling
+    models[theirs] = undo(models[ours])
     for model in models.values():
         compile_model(model, config, steps)
     return models

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="train in float32 (the tutorial's), mixed_bfloat16 or bfloat16_products (JAX)",
+        help="train in float32 (the tutorial's), mixed_bfloat16 or bfloat16_products (JAX, PyTorch)",
     )
     parser.add_argument("--name", help="results file name (default reproduce, or reproduce_tiny)")
     args = parser.parse_args(argv)

@@ -169,14 +169,14 @@ def test_auto_precision_is_bfloat16_only_where_it_was_measured_to_pay(
     assert backend.resolve_precision("mixed_bfloat16", model) == "mixed_bfloat16"
 
 
-def test_bfloat16_products_is_refused_off_jax_with_a_way_out():
+def test_bfloat16_products_is_refused_on_tensorflow_with_a_way_out():
     from mnistlab import backend
 
-    with pytest.raises(ValueError, match="JAX backend only, not on tensorflow; use --backend jax"):
+    with pytest.raises(ValueError, match="PyTorch backends only, not on tensorflow; use --backend"):
         backend.resolve_precision("bfloat16_products", "mlp")
 
 
-AUTO_ON_JAX = """
+AUTO_ON_JAX_AND_TORCH = """
 from mnistlab import backend
 answers = []
 for hardware in (True, False):
@@ -187,16 +187,12 @@ print(answers)
 """
 
 
-def test_auto_precision_on_jax_is_bfloat16_products_for_the_mlp_only():
-    pytest.importorskip("jax")
-    assert fresh_python(AUTO_ON_JAX, KERAS_BACKEND="jax") == str(
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_auto_precision_on_jax_and_torch_is_bfloat16_products_for_the_mlp_only(backend):
+    pytest.importorskip(backend)
+    assert fresh_python(AUTO_ON_JAX_AND_TORCH, KERAS_BACKEND=backend) == str(
         ["bfloat16_products", "float32", "float32"] + ["float32"] * 3 + ["bfloat16_products"]
     )
-
-
-def test_auto_precision_is_float32_on_the_other_backends():
-    code = "from mnistlab.backend import resolve_precision\nprint(resolve_precision('auto', 'cnn'))"
-    assert fresh_python(code, KERAS_BACKEND="torch") == "float32"
 
 
 def test_an_unknown_precision_names_the_choices():

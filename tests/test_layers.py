@@ -267,3 +267,126 @@ print("same")
 def test_bfloat16_products_round_the_operands_and_sum_in_float32_on_jax():
     pytest.importorskip("jax")
     assert fresh_python(BFLOAT16_PRODUCTS_CHECK, KERAS_BACKEND="jax") == "same"
+
+
+BFLOAT16_PRODUCTS_TORCH_CHECK = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+import keras, ml_dtypes, numpy as np, torch
+from mnistlab import torch_step
+from mnistlab.layers import BFloat16ProductConv2D, BFloat16ProductDense
+from mnistlab.models import create_model, float32_copy
+
+def bfloat16(a):  # rounded to bfloat16, then exact in float64
+    return np.asarray(a).astype(ml_dtypes.bfloat16).astype("float64")
+
+rng = np.random.default_rng(4)
+x = rng.normal(size=(6, 40)).astype("float32")
+kernel, bias = rng.normal(size=(40, 5)).astype("float32"), rng.normal(size=5).astype("float32")
+layer = BFloat16ProductDense(5, activation="relu")
+layer.build((None, 40))
+layer.set_weights([kernel, bias])
+# bfloat16 operands, their sum handed back in bfloat16, then a float32 bias
+z = bfloat16(bfloat16(x) @ bfloat16(kernel)) + bias
+out = layer(torch.tensor(x))
+assert out.dtype == torch.float32, out.dtype
+np.testing.assert_allclose(out.detach().numpy(), np.maximum(z, 0), rtol=2 ** -7, atol=1e-5)
+exact = np.maximum(x.astype("float64") @ kernel + bias, 0)
+assert np.abs(out.detach().numpy() - exact).max() > 1e-3  # the rounding is real
+
+# the kernel's gradient of sum(out * r): bfloat16 operands, rounded to bfloat16
+r = rng.normal(size=(6, 5)).astype("float32")
+(out * torch.tensor(r)).sum().backward()
+gradient = layer.kernel.value.grad.numpy()
+by_hand = bfloat16(x).T @ bfloat16(r * (z > 0))
+np.testing.assert_allclose(gradient, by_hand, rtol=2 ** -7, atol=1e-5)  # one bfloat16 step
+assert np.array_equal(gradient, bfloat16(gradient))
+
+# the convolution: each output the sum of bfloat16 products over its 3x3 window, handed back
+# in bfloat16, then a float32 bias
+images = rng.normal(size=(2, 6, 6, 3)).astype("float32")
+kernel = rng.normal(size=(3, 3, 3, 4)).astype("float32")
+bias = rng.normal(size=4).astype("float32")
+conv = BFloat16ProductConv2D(4, 3, activation="relu")
+conv.build((None, 6, 6, 3))
+conv.set_weights([kernel, bias])
+sums = np.zeros((2, 4, 4, 4))
+for i in range(4):
+    for j in range(4):
+        window = bfloat16(images[:, i : i + 3, j : j + 3, :])
+        sums[:, i, j, :] = np.einsum("nhwc,hwcd->nd", window, bfloat16(kernel))
+z = bfloat16(sums) + bias
+out = conv(torch.tensor(images)).detach().numpy()
+np.testing.assert_allclose(out, np.maximum(z, 0), rtol=2 ** -7, atol=1e-5)
+assert out.dtype == np.float32
+reference = keras.layers.Conv2D(4, 3, activation="relu")
+reference.build((None, 6, 6, 3))
+reference.set_weights([kernel, bias])
+assert np.abs(reference(images).detach().numpy() - out).max() > 1e-3  # the rounding is real
+
+# the networks in this precision train with the lean step; a run saves Keras's layers
+for name, kinds in [("mlp", ["BFloat16ProductDense"] * 2),
+                    ("cnn", ["BFloat16ProductConv2D"] + ["BFloat16ProductDense"] * 2)]:
+    model = create_model(name, "bfloat16_products")
+    assert [type(layer).__name__ for layer in model.layers if "Product" in type(layer).__name__] == kinds
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy())
+    assert torch_step.refusal(model) is None, torch_step.refusal(model)
+    saved = float32_copy(model)
+    assert not any("Product" in type(layer).__name__ for layer in saved.layers)
+    assert sum(type(layer) in (keras.layers.Dense, keras.layers.Conv2D) for layer in saved.layers) == len(kinds)
+    for a, b in zip(saved.get_weights(), model.get_weights()):
+        assert np.array_equal(a, b)
+    digits = rng.random((4, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(
+        saved(digits).detach().numpy(), model(digits).detach().numpy(), atol=5e-3
+    )
+print("same")
+"""
+
+
+DROPOUT_TORCH_CHECK = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+import numpy as np, torch
+from mnistlab.layers import Dropout
+
+count = 1_000_000
+rng = np.random.default_rng(0)
+for rate in (0.2, 0.5, 0.9):
+    keep = 1 - rate
+    x = torch.ones(count // 100, 100, requires_grad=True)
+    out = Dropout(rate, seed=3)(x, training=True)
+    values = torch.unique(out.detach()).tolist()
+    assert len(values) == 2 and values[0] == 0, values
+    assert abs(values[1] * keep - 1) < 1e-6, values  # the kept ones scaled by 1 / keep
+    kept = (out > 0).numpy()
+    # the share kept, within 5 standard deviations of the binomial's
+    assert abs(kept.mean() - keep) < 5 * (keep * (1 - keep) / count) ** 0.5, (rate, kept.mean())
+    # neighbours (the two halves of one 64-bit draw) are kept independently
+    pairs = kept.reshape(-1, 2)
+    both = (pairs[:, 0] & pairs[:, 1]).mean()
+    assert abs(both - keep**2) < 5 * (keep**2 * (1 - keep**2) / (count / 2)) ** 0.5, (rate, both)
+    # the gradient of sum(out * r) is r times the scaled mask
+    r = torch.tensor(rng.normal(size=x.shape).astype("float32"))
+    (out * r).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), (r * out.detach()).numpy(), rtol=1e-6)
+
+ones = torch.ones(64, 64)
+first, second = Dropout(0.5, seed=7), Dropout(0.5, seed=7)
+mask = first(ones, training=True)
+assert torch.equal(mask, second(ones, training=True))  # the same seed, the same mask
+assert not torch.equal(mask, first(ones, training=True))  # the next call, a new one
+assert torch.equal(first(ones, training=False), ones)  # inference: the input itself
+assert torch.equal(Dropout(0.0)(ones, training=True), ones)
+print("same")
+"""
+
+
+def test_dropout_on_torch_keeps_each_element_independently_at_the_rate():
+    pytest.importorskip("torch")
+    assert fresh_python(DROPOUT_TORCH_CHECK, KERAS_BACKEND="torch") == "same"
+
+
+def test_bfloat16_products_round_the_operands_and_the_sum_on_torch():
+    pytest.importorskip("torch")
+    assert fresh_python(BFLOAT16_PRODUCTS_TORCH_CHECK, KERAS_BACKEND="torch") == "same"

@@ -414,6 +414,41 @@ def test_jax_probes_run_in_tiny_mode(tmp_path, tiny_npz, compare, model, variant
     assert all(len(times) == 2 for times in report["ms_per_step"].values())
 
 
+@pytest.mark.parametrize(
+    "compare, variants",
+    [
+        ("dropout", {"mnistlab dropout", "Keras dropout"}),
+        ("products", {"bfloat16 products", "float32"}),
+    ],
+)
+def test_torch_probes_run_in_tiny_mode(tmp_path, tiny_npz, compare, variants):
+    pytest.importorskip("torch")
+    result = _script(
+        "benchmarks/ab_probe.py",
+        "--compare", compare, "--backend", "torch", "--model", "cnn", "--reps", "2",
+        "--images", "400", "--data", tiny_npz, "--out", str(tmp_path),
+        data=tiny_npz,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.load(open(tmp_path / f"{compare}_probe-torch-cnn.json"))
+    assert report["backend"] == "torch"
+    assert set(report["ms_per_step"]) == variants
+
+
+def test_the_torch_profile_lists_keras_s_dropout_mask_where_it_is_keras_s(tmp_path, tiny_npz):
+    pytest.importorskip("torch")
+    result = _script(
+        "benchmarks/torch_profile.py",
+        "--model", "cnn", "--precision", "float32", "--keras-dropout", "--images", "400",
+        "--rows", "40", "--data", tiny_npz, "--out", str(tmp_path),
+        data=tiny_npz,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (tmp_path / "torch_profile-cnn-float32-keras-dropout.md").read_text()
+    assert "step `lean`" in table
+    assert "`aten::bernoulli" in table and "`aten::mkldnn_convolution`" in table
+
+
 def test_the_steps_probe_compiles_the_same_weights_with_mnistlab_s_steps_and_with_one():
     import keras
 

@@ -19,19 +19,21 @@ import keras, numpy as np
 from keras import layers
 from mnistlab import torch_step
 from mnistlab.config import TrainConfig
-from mnistlab.layers import Deskew, MaxPooling2D
+from mnistlab.layers import (
+    BFloat16ProductConv2D, BFloat16ProductDense, Deskew, Dropout, MaxPooling2D
+)
 from mnistlab.train import compile_model
 
 def network():
     inputs = keras.Input((8, 8, 1))
     left = layers.Conv2D(4, 3, padding="same", activation="relu")(Deskew()(inputs))
-    right = layers.Conv2D(4, 1, padding="same")(inputs)
+    right = BFloat16ProductConv2D(4, 1, padding="same")(inputs)
     x = layers.BatchNormalization()(layers.Add()([left, right]))
     x = MaxPooling2D(2)(x)  # (4, 4, 4)
     x = layers.Concatenate()([layers.MaxPooling2D(2)(x), layers.AveragePooling2D(2)(x)])
-    pooled = layers.GlobalAveragePooling2D()(x)  # (8,)
+    pooled = Dropout(0.2)(layers.GlobalAveragePooling2D()(x))  # (8,)
     x = layers.Dropout(0.3)(layers.Reshape((32,))(layers.Flatten()(x)))
-    x = layers.Dense(16)(layers.Concatenate()([x, pooled]))
+    x = BFloat16ProductDense(16)(layers.Concatenate()([x, pooled]))
     x = layers.Activation("tanh")(layers.ReLU()(x))
     return keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
 
@@ -83,8 +85,9 @@ assert refusals["sequential"] is not None, refusals
 
 from mnistlab.models import REGISTRY, create_model
 for name in REGISTRY:  # every registered network trains with the lean step on PyTorch
-    model = create_model(name, "float32")
-    assert compile_model(model, TrainConfig(), steps_per_epoch=1) == "lean", name
+    for precision in ("float32", "bfloat16_products"):
+        model = create_model(name, precision)
+        assert compile_model(model, TrainConfig(), steps_per_epoch=1) == "lean", name
 {recorded_step_check("lean")}
 print("same")
 """

@@ -121,9 +121,9 @@ def resolve_precision(precision: str, model: str) -> str:
     float32 elsewhere. The CPU must compute bfloat16 in hardware (``bfloat16_in_hardware``),
     and then: mixed_bfloat16 on TensorFlow with oneDNN's kernels (without them a bfloat16 cnn
     epoch took 5x as long) for networks whose ``ModelSpec.bfloat16`` says their error holds in
-    it (results/reproduce-bf16.md); bfloat16_products on JAX for networks whose
+    it (results/reproduce-bf16.md); bfloat16_products on JAX and PyTorch for networks whose
     ``ModelSpec.bfloat16_products`` says so (the MLP). Other values are returned as they are,
-    but bfloat16_products, which only JAX computes, is refused on the other backends.
+    but bfloat16_products, which only JAX and PyTorch compute, is refused on TensorFlow.
 
     Example:
         >>> resolve_precision("float32", "cnn")
@@ -135,15 +135,15 @@ def resolve_precision(precision: str, model: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision '{precision}'. Available: {', '.join(PRECISIONS)}.")
     backend = use_backend(None)
-    if precision == "bfloat16_products" and backend != "jax":
+    if precision == "bfloat16_products" and backend not in ("jax", "torch"):
         raise ValueError(
-            f"Precision bfloat16_products is computed on the JAX backend only, not on {backend}; "
-            "use --backend jax, or --precision mixed_bfloat16 or float32."
+            f"Precision bfloat16_products is computed on the JAX and PyTorch backends only, not on "
+            f"{backend}; use --backend jax or torch, or --precision mixed_bfloat16 or float32."
         )
     if precision != "auto":
         return precision
     spec = get_spec(model)
-    if backend == "jax" and spec.bfloat16_products:
+    if backend in ("jax", "torch") and spec.bfloat16_products:
         return "bfloat16_products" if bfloat16_in_hardware() else "float32"
     if not spec.bfloat16 or backend != "tensorflow":
         return "float32"

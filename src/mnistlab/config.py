@@ -73,12 +73,13 @@ class TrainConfig:
     lean_step: str = "true"
     # float32, or mixed_bfloat16: layers compute in bfloat16 and keep float32 weights; the output
     # layer stays float32. Pays only where bfloat16 runs in hardware (README "Training speed").
-    # bfloat16_products (JAX only): everything float32 but the Dense layers' matrix products,
-    # which multiply bfloat16 copies and sum in float32 (layers.BFloat16ProductDense).
+    # bfloat16_products (JAX and PyTorch): everything float32 but the Dense layers' matrix
+    # products (and on PyTorch the convolutions), which multiply bfloat16 copies
+    # (layers.BFloat16ProductDense, BFloat16ProductConv2D).
     # auto: one of these where it was measured faster at the same error (mixed_bfloat16: the
-    # tutorial's CNNs, on TensorFlow with oneDNN; bfloat16_products: the MLP on JAX; both on a CPU
-    # with bfloat16 instructions), else float32. A run records the precision it resolved to
-    # (backend.resolve_precision)
+    # tutorial's CNNs, on TensorFlow with oneDNN; bfloat16_products: the MLP on JAX and
+    # PyTorch; both on a CPU with bfloat16 instructions), else float32. A run records the
+    # precision it resolved to (backend.resolve_precision)
     precision: str = "auto"
     verbose: int = 2  # 0 silent, 1 progress bar, 2 one line per epoch (the tutorial's)
 
@@ -166,7 +167,7 @@ class TrainConfig:
 
 SCHEDULES = ("constant", "onecycle", "exponential")
 AUGMENTS = ("none", "affine", "elastic")
-# auto, a Keras dtype policy, or float32 but for bfloat16 products in Dense layers (JAX)
+# auto, a Keras dtype policy, or float32 but for bfloat16 products (JAX and PyTorch)
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "bfloat16_products")
 # What a run saved by an older mnistlab, whose config.json lacks a key, trained with: the
 # default of its day where today's differs (precision became auto after those runs, and Adam

@@ -41,7 +41,7 @@ def scan_layer_types() -> tuple:
     no convolutions or pooling."""
     import keras
 
-    from mnistlab.layers import BFloat16ProductDense
+    from mnistlab.layers import BFloat16ProductDense, Dropout
 
     layers = keras.layers
     return (
@@ -51,6 +51,7 @@ def scan_layer_types() -> tuple:
         layers.Dense,
         BFloat16ProductDense,
         layers.Dropout,
+        Dropout,
         layers.Activation,
         layers.ReLU,
         layers.BatchNormalization,

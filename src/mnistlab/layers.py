@@ -114,6 +114,60 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
         return None
 
 
+@keras.saving.register_keras_serializable(package="mnistlab")
+class Dropout(keras.layers.Dropout):
+    """Keras's Dropout, whose mask on PyTorch is drawn from 32 random bits an element.
+
+    On PyTorch, Keras (3.15) draws the mask with ``torch.bernoulli``, which on the CPU draws a
+    double from its Mersenne Twister per element, one thread: for cnn's (200, 12, 12, 32)
+    activations about 7 ms, a quarter of a training step on 2 cores (PyTorch's profiler; the
+    step's gain: ``benchmarks/ab_probe.py --compare dropout --backend torch``). Here the same
+    Twister, seeded the same way from the layer's seed generator, fills 64-bit integers, and
+    each half is one 32-bit draw: an element is kept when its draw falls below
+    round(keep * 2**32), so with probability ``1 - rate`` to within 2**-33, and the input is
+    multiplied by a mask of 0 and 1 / (1 - rate), as PyTorch's own dropout does (Keras divides the
+    kept elements, which can differ in the last bit). The same seed gives the same masks. On
+    TensorFlow and JAX, with ``noise_shape``, and wherever the input is no real tensor, it is
+    Keras's layer unchanged. The class name stays Dropout, so the ONNX export and the FLOP count
+    see Keras's layer.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = Dropout(0.5, seed=1)
+        >>> sorted(set(np.asarray(layer(np.ones((1, 1000)), training=True)).ravel().tolist()))
+        [0.0, 2.0]
+    """
+
+    def call(self, inputs, training=False):
+        if not (training and 0 < self.rate < 1 and self.noise_shape is None):
+            return super().call(inputs, training=training)
+        if keras.backend.backend() != "torch":
+            return super().call(inputs, training=training)
+        import torch
+
+        if not isinstance(inputs, torch.Tensor) or inputs.device.type == "meta":
+            return super().call(inputs, training=training)
+        return torch_dropout(inputs, self.rate, self.seed_generator)
+
+
+def torch_dropout(inputs, rate: float, seed_generator):
+    """``inputs`` with each element zeroed with probability ``rate`` (to within 2**-33) and the
+    rest divided by ``1 - rate``; the mask from 32 random bits an element (Dropout's docstring).
+    """
+    import torch
+    from keras.src.backend.torch.random import torch_seed_generator
+
+    keep = 1.0 - rate
+    count = inputs.numel()
+    words = torch.empty((count + 1) // 2, dtype=torch.int64, device=inputs.device)
+    words.random_(-(2**63), None, generator=torch_seed_generator(seed_generator))
+    draws = words.view(torch.int32)[:count].view(inputs.shape)  # uniform over all int32
+    mask = draws < round(keep * 2**32) - 2**31
+    # PyTorch's own dropout's formula: the input times a mask of 0 and 1 / keep (in one pass
+    # forward and one back, where Keras's torch.where and division take two)
+    return inputs * mask.to(inputs.dtype).div_(keep)
+
+
 def pool_by_reshape(inputs, pool_size):
     """Max pooling of (N, H, W, C) over non-overlapping (rows, columns) windows, "valid"
     padding (the last rows and columns that fill no window are dropped), on any backend.
@@ -203,14 +257,17 @@ class Deskew(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mnistlab")
 class BFloat16ProductDense(keras.layers.Dense):
-    """Keras's Dense computing in float32, except that on JAX its matrix product multiplies
-    bfloat16 copies of the inputs and the kernel and sums the products in float32: precision
-    "bfloat16_products", for CPUs with bfloat16 instructions (AVX-512 BF16; measured by
-    ``benchmarks/ab_probe.py --compare products``, docs/speed.md). The bias, the activation, the weights and the optimizer stay float32. Autodiff of
-    this product multiplies bfloat16 operands in the gradient's products too, and rounds the
-    kernel's gradient to bfloat16 (the derivative of the cast), as mixed precision does; the
-    update is applied to the float32 kernel. Only training uses it: a run saves its network
-    with Keras's Dense (models.float32_copy). On other backends it is Keras's Dense.
+    """Keras's Dense computing in float32, except that on JAX and PyTorch its matrix product
+    multiplies bfloat16 copies of the inputs and the kernel: precision "bfloat16_products", for
+    CPUs with bfloat16 instructions (AVX-512 BF16; measured by ``benchmarks/ab_probe.py
+    --compare products``, docs/speed.md). JAX sums the products in float32 and hands the sum
+    back in float32; PyTorch's CPU kernels sum in float32 and hand the sum back in bfloat16,
+    one more rounding, cast back to float32 at once. The bias, the activation, the weights and
+    the optimizer stay float32. Autodiff of this product multiplies bfloat16 operands in the
+    gradient's products too, and rounds the kernel's gradient to bfloat16 (the derivative of
+    the cast), as mixed precision does; the update is applied to the float32 kernel. Only
+    training uses it: a run saves its network with Keras's Dense (models.float32_copy). On
+    TensorFlow it is Keras's Dense.
 
     Example:
         >>> import numpy as np
@@ -221,6 +278,8 @@ class BFloat16ProductDense(keras.layers.Dense):
     """
 
     def call(self, inputs, training=None):
+        if keras.backend.backend() == "torch":
+            return self._call_torch(inputs)
         if keras.backend.backend() != "jax":
             return super().call(inputs, training=training)
         import jax
@@ -236,3 +295,46 @@ class BFloat16ProductDense(keras.layers.Dense):
         if self.activation is not None:
             x = self.activation(x)
         return x
+
+    def _call_torch(self, inputs):
+        import torch
+
+        # no float32 output for bfloat16 operands on the CPU in torch 2.13 (torch.mm's
+        # out_dtype is GPU-only): the sum comes back in bfloat16, as under torch.autocast
+        x = torch.matmul(inputs.to(torch.bfloat16), self.kernel.value.to(torch.bfloat16))
+        x = x.to(torch.float32)
+        if self.bias is not None:
+            x = x + self.bias.value
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+@keras.saving.register_keras_serializable(package="mnistlab")
+class BFloat16ProductConv2D(keras.layers.Conv2D):
+    """Keras's Conv2D computing in float32, except that on PyTorch its convolution multiplies
+    bfloat16 copies of the inputs and the kernel: precision "bfloat16_products" for the
+    convolutions, as BFloat16ProductDense is for the matrix products. PyTorch's CPU kernels
+    (oneDNN's, on AVX-512 BF16) sum the products in float32 and hand the sum back in bfloat16,
+    which is cast back to float32 at once; the bias, the activation, the weights and the
+    optimizer stay float32, and the gradients' convolutions multiply bfloat16 operands too.
+    Only training uses it: a run saves its network with Keras's Conv2D (models.float32_copy).
+    On other backends it is Keras's Conv2D.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = BFloat16ProductConv2D(1, 1, kernel_initializer="ones", use_bias=False)
+        >>> x = np.full((1, 1, 1, 1), 1.00390625, "float32")  # 1 + 2**-8: 1.0 in bfloat16
+        >>> np.asarray(layer(x).detach()).ravel().tolist()  # on PyTorch  # doctest: +SKIP
+        [1.0]
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if keras.backend.backend() != "torch":
+            return super().convolution_op(inputs, kernel)
+        from keras import ops
+
+        products = super().convolution_op(
+            ops.cast(inputs, "bfloat16"), ops.cast(kernel, "bfloat16")
+        )
+        return ops.cast(products, "float32")

@@ -36,7 +36,7 @@ class ModelSpec:
     # precision "auto" trains it in mixed bfloat16 where that pays (backend.resolve_precision):
     # only for networks whose test error was measured to hold in bfloat16
     bfloat16: bool = False
-    # likewise for bfloat16_products on JAX (layers.BFloat16ProductDense)
+    # likewise for bfloat16_products on JAX and PyTorch (layers.BFloat16ProductDense, ...Conv2D)
     bfloat16_products: bool = False
 
 
@@ -86,8 +86,9 @@ def create_model(name: str, precision: str = "float32"):
         name: a key of REGISTRY, e.g. "cnn".
         precision: "float32", or "mixed_bfloat16": every layer computes in bfloat16 and keeps
             float32 weights, except the output layer, which computes in float32 so that the
-            probabilities and the loss keep their precision; or "bfloat16_products" (JAX):
-            float32, but every Dense layer a ``layers.BFloat16ProductDense``; or "auto", which
+            probabilities and the loss keep their precision; or "bfloat16_products" (JAX,
+            PyTorch): float32, but every Dense layer a ``layers.BFloat16ProductDense`` and every
+            Conv2D a ``layers.BFloat16ProductConv2D``; or "auto", which
             is one of these, as ``backend.resolve_precision`` decides for this network and
             machine.
 
@@ -109,7 +110,7 @@ def create_model(name: str, precision: str = "float32"):
     if precision == "float32":
         return spec.builder()
     if precision == "bfloat16_products":
-        return _clone_dense_as(spec.builder(), BFLOAT16_PRODUCT_DENSE)
+        return _clone_products_as(spec.builder(), bfloat16=True)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
@@ -134,35 +135,37 @@ def float32_copy(model):
         A new keras.Model (the same object where every layer already computes in float32).
     """
     if all(layer.compute_dtype == "float32" for layer in model.layers):
-        if not any(layer.__class__.__name__ == "BFloat16ProductDense" for layer in model.layers):
+        if not any(type(layer).__name__ in PRODUCT_CLASSES.values() for layer in model.layers):
             return model
-        copy = _clone_dense_as(model, KERAS_DENSE)  # bfloat16_products: back to Keras's Dense
+        copy = _clone_products_as(model, bfloat16=False)  # back to Keras's Dense and Conv2D
     else:
         copy = _clone_in_float32(model, lambda layer_name: True)
     copy.set_weights(model.get_weights())
     return copy
 
 
-# How a Dense layer's class is named in a saved model's config
-KERAS_DENSE = {"module": "keras.layers", "class_name": "Dense", "registered_name": None}
-BFLOAT16_PRODUCT_DENSE = {
-    "module": "mnistlab.layers",
-    "class_name": "BFloat16ProductDense",
-    "registered_name": "mnistlab>BFloat16ProductDense",
-}
+# Keras's layer classes and the ones that compute their products in bfloat16
+# (precision bfloat16_products), as a saved model's config names them
+PRODUCT_CLASSES = {"Dense": "BFloat16ProductDense", "Conv2D": "BFloat16ProductConv2D"}
 
 
-def _clone_dense_as(model, naming: dict):
+def _clone_products_as(model, bfloat16: bool):
     """A fresh copy of the functional model (new weights, the same layer names and settings)
-    whose Dense layers, Keras's or BFloat16ProductDense, are of the class ``naming`` names."""
+    whose Dense and Conv2D layers are mnistlab's bfloat16-product ones (bfloat16=True) or
+    Keras's own (False), whichever they were."""
     import keras
 
-    import mnistlab.layers  # noqa: F401  (registers BFloat16ProductDense for from_config)
+    import mnistlab.layers  # noqa: F401  (registers the product layers for from_config)
 
     config = model.get_config()
     for layer in config["layers"]:
-        if layer["class_name"] in ("Dense", "BFloat16ProductDense"):
-            layer.update(naming)
+        for keras_name, products_name in PRODUCT_CLASSES.items():
+            if layer["class_name"] in (keras_name, products_name):
+                if bfloat16:
+                    naming = (products_name, "mnistlab.layers", f"mnistlab>{products_name}")
+                else:
+                    naming = (keras_name, "keras.layers", None)
+                layer.update(zip(("class_name", "module", "registered_name"), naming, strict=True))
     return keras.Model.from_config(config)
 
 
@@ -222,12 +225,12 @@ def cnn():
     import keras
     from keras import layers
 
-    from mnistlab.layers import MaxPooling2D
+    from mnistlab.layers import Dropout, MaxPooling2D
 
     inputs = keras.Input(INPUT_SHAPE)
     x = layers.Conv2D(32, 5, activation="relu")(inputs)  # (24, 24, 32)
     x = MaxPooling2D(2)(x)  # (12, 12, 32)
-    x = layers.Dropout(0.2)(x)
+    x = Dropout(0.2)(x)
     x = layers.Flatten()(x)  # (4608,)
     x = layers.Dense(128, activation="relu")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
@@ -244,14 +247,14 @@ def larger_cnn():
     import keras
     from keras import layers
 
-    from mnistlab.layers import MaxPooling2D
+    from mnistlab.layers import Dropout, MaxPooling2D
 
     inputs = keras.Input(INPUT_SHAPE)
     x = layers.Conv2D(30, 5, activation="relu")(inputs)  # (24, 24, 30)
     x = MaxPooling2D(2)(x)  # (12, 12, 30)
     x = layers.Conv2D(15, 3, activation="relu")(x)  # (10, 10, 15)
     x = MaxPooling2D(2)(x)  # (5, 5, 15)
-    x = layers.Dropout(0.2)(x)
+    x = Dropout(0.2)(x)
     x = layers.Flatten()(x)  # (375,)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dense(50, activation="relu")(x)
@@ -268,14 +271,14 @@ def branch_cnn():
     import keras
     from keras import layers
 
-    from mnistlab.layers import MaxPooling2D
+    from mnistlab.layers import Dropout, MaxPooling2D
 
     inputs = keras.Input(INPUT_SHAPE)
     left = layers.Conv2D(16, 1, padding="same", name="branch_left")(inputs)  # (28, 28, 16)
     right = layers.Conv2D(16, 5, padding="same", activation="relu", name="branch_right")(inputs)
     x = layers.Add(name="branch_add")([left, right])  # (28, 28, 16)
     x = MaxPooling2D(2)(x)  # (14, 14, 16)
-    x = layers.Dropout(0.2)(x)
+    x = Dropout(0.2)(x)
     x = layers.Flatten()(x)  # (3136,)
     x = layers.Dense(128, activation="relu")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
@@ -412,19 +415,19 @@ def _strided_cnn(name: str, kernel: int, deskew: bool = False):
     import keras
     from keras import layers
 
-    from mnistlab.layers import Deskew
+    from mnistlab.layers import Deskew, Dropout
 
     inputs = keras.Input(INPUT_SHAPE)
     x = Deskew()(inputs) if deskew else inputs
     x = _conv_bn(x, 32, kernel)
     x = _conv_bn(x, 32, kernel, strides=2, padding="same")
-    x = layers.Dropout(0.25)(x)
+    x = Dropout(0.25)(x)
     x = _conv_bn(x, 64, kernel)
     x = _conv_bn(x, 64, kernel, strides=2, padding="same")
-    x = layers.Dropout(0.25)(x)
+    x = Dropout(0.25)(x)
     x = _conv_bn(x, 128, 3)
     x = layers.Flatten()(x)
-    x = layers.Dropout(0.4)(x)
+    x = Dropout(0.4)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -482,18 +485,20 @@ def deotte():
     import keras
     from keras import layers
 
+    from mnistlab.layers import Dropout
+
     inputs = keras.Input(INPUT_SHAPE)
     x = _conv_bn(inputs, 32, 3)  # (26, 26, 32)
     x = _conv_bn(x, 32, 3)  # (24, 24, 32)
     x = _conv_bn(x, 32, 5, strides=2, padding="same")  # (12, 12, 32)
-    x = layers.Dropout(0.4)(x)
+    x = Dropout(0.4)(x)
     x = _conv_bn(x, 64, 3)  # (10, 10, 64)
     x = _conv_bn(x, 64, 3)  # (8, 8, 64)
     x = _conv_bn(x, 64, 5, strides=2, padding="same")  # (4, 4, 64)
-    x = layers.Dropout(0.4)(x)
+    x = Dropout(0.4)(x)
     x = _conv_bn(x, 128, 4)  # (1, 1, 128)
     x = layers.Flatten()(x)  # (128,)
-    x = layers.Dropout(0.4)(x)
+    x = Dropout(0.4)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="deotte")
 

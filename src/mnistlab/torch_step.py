@@ -36,7 +36,13 @@ def lean_layer_types() -> tuple:
     pass without masks: no sublayers, no state beyond their own variables."""
     import keras
 
-    from mnistlab.layers import Deskew, MaxPooling2D
+    from mnistlab.layers import (
+        BFloat16ProductConv2D,
+        BFloat16ProductDense,
+        Deskew,
+        Dropout,
+        MaxPooling2D,
+    )
 
     layers = keras.layers
     return (
@@ -44,13 +50,16 @@ def lean_layer_types() -> tuple:
         layers.Flatten,
         layers.Reshape,
         layers.Dense,
+        BFloat16ProductDense,
         layers.Conv2D,
+        BFloat16ProductConv2D,
         layers.MaxPooling2D,
         MaxPooling2D,
         layers.AveragePooling2D,
         layers.GlobalAveragePooling2D,
         layers.BatchNormalization,
         layers.Dropout,
+        Dropout,
         layers.Activation,
         layers.ReLU,
         layers.Add,

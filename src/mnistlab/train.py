@@ -445,7 +445,8 @@ def add_config_arguments(parser) -> None:
         "device); false: Keras's step",
         "precision": "auto (bfloat16 where measured faster at the same error), float32, "
         "mixed_bfloat16 (bfloat16 compute, float32 weights and output), or bfloat16_products "
-        "(JAX: float32 but Dense products of bfloat16 operands, summed in float32)",
+        "(JAX and PyTorch: float32 but the Dense layers' products, and on PyTorch the "
+        "convolutions', of bfloat16 operands)",
         "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
     }
     for key, help_text in helps.items():
