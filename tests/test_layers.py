@@ -220,11 +220,12 @@ def test_deskew_is_the_loop_by_hand_on_the_other_backends(backend):
     assert fresh_python(DESKEW_CHECK, KERAS_BACKEND=backend) == "same"
 
 
-BFLOAT16_PRODUCTS_CHECK = f"""
+# What both backends' checks of the bfloat16 products start from: a layer's input and weights
+BFLOAT16_PRODUCTS_SETUP = f"""
 import sys
 sys.path.insert(0, {REPO!r})
-import jax, keras, ml_dtypes, numpy as np
-from mnistlab.layers import BFloat16ProductDense
+import keras, ml_dtypes, numpy as np
+from mnistlab.layers import BFloat16ProductConv2D, BFloat16ProductDense
 from mnistlab.models import create_model, float32_copy
 
 def bfloat16(a):  # rounded to bfloat16, then exact in float64
@@ -233,6 +234,12 @@ def bfloat16(a):  # rounded to bfloat16, then exact in float64
 rng = np.random.default_rng(4)
 x = rng.normal(size=(6, 40)).astype("float32")
 kernel, bias = rng.normal(size=(40, 5)).astype("float32"), rng.normal(size=5).astype("float32")
+"""
+
+BFLOAT16_PRODUCTS_CHECK = (
+    BFLOAT16_PRODUCTS_SETUP
+    + """
+import jax
 ours, theirs = BFloat16ProductDense(5, activation="relu"), keras.layers.Dense(5, activation="relu")
 for layer in (ours, theirs):
     layer.build((None, 40))
@@ -262,6 +269,7 @@ images = rng.random((4, 28, 28, 1)).astype("float32")
 np.testing.assert_allclose(np.asarray(saved(images)), np.asarray(model(images)), atol=5e-3)
 print("same")
 """
+)
 
 
 def test_bfloat16_products_round_the_operands_and_sum_in_float32_on_jax():
@@ -269,20 +277,11 @@ def test_bfloat16_products_round_the_operands_and_sum_in_float32_on_jax():
     assert fresh_python(BFLOAT16_PRODUCTS_CHECK, KERAS_BACKEND="jax") == "same"
 
 
-BFLOAT16_PRODUCTS_TORCH_CHECK = f"""
-import sys
-sys.path.insert(0, {REPO!r})
-import keras, ml_dtypes, numpy as np, torch
+BFLOAT16_PRODUCTS_TORCH_CHECK = (
+    BFLOAT16_PRODUCTS_SETUP
+    + """
+import torch
 from mnistlab import torch_step
-from mnistlab.layers import BFloat16ProductConv2D, BFloat16ProductDense
-from mnistlab.models import create_model, float32_copy
-
-def bfloat16(a):  # rounded to bfloat16, then exact in float64
-    return np.asarray(a).astype(ml_dtypes.bfloat16).astype("float64")
-
-rng = np.random.default_rng(4)
-x = rng.normal(size=(6, 40)).astype("float32")
-kernel, bias = rng.normal(size=(40, 5)).astype("float32"), rng.normal(size=5).astype("float32")
 layer = BFloat16ProductDense(5, activation="relu")
 layer.build((None, 40))
 layer.set_weights([kernel, bias])
@@ -342,6 +341,7 @@ for name, kinds in [("mlp", ["BFloat16ProductDense"] * 2),
     )
 print("same")
 """
+)
 
 
 DROPOUT_TORCH_CHECK = f"""

@@ -392,47 +392,30 @@ def test_adam_probe_runs_in_tiny_mode(tmp_path, tiny_npz):
 
 
 @pytest.mark.parametrize(
-    "compare, model, variants",
+    "backend, compare, model, variants",
     [
-        ("pool", "cnn", {"mnistlab pooling", "Keras pooling"}),
-        ("scan", "mlp", {"scan", "Keras"}),
-        ("products", "mlp", {"bfloat16 products", "float32"}),
+        ("jax", "pool", "cnn", {"mnistlab pooling", "Keras pooling"}),
+        ("jax", "scan", "mlp", {"scan", "Keras"}),
+        ("jax", "products", "mlp", {"bfloat16 products", "float32"}),
+        ("torch", "dropout", "cnn", {"mnistlab dropout", "Keras dropout"}),
+        ("torch", "products", "cnn", {"bfloat16 products", "float32"}),
     ],
 )
-def test_jax_probes_run_in_tiny_mode(tmp_path, tiny_npz, compare, model, variants):
-    pytest.importorskip("jax")
+def test_jax_and_torch_probes_run_in_tiny_mode(
+    tmp_path, tiny_npz, backend, compare, model, variants
+):
+    pytest.importorskip(backend)
     result = _script(
         "benchmarks/ab_probe.py",
-        "--compare", compare, "--backend", "jax", "--model", model, "--reps", "2",
+        "--compare", compare, "--backend", backend, "--model", model, "--reps", "2",
         "--images", "400", "--data", tiny_npz, "--out", str(tmp_path),
         data=tiny_npz,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.load(open(tmp_path / f"{compare}_probe-jax-{model}.json"))
-    assert report["backend"] == "jax"
+    report = json.load(open(tmp_path / f"{compare}_probe-{backend}-{model}.json"))
+    assert report["backend"] == backend
     assert set(report["ms_per_step"]) == variants
     assert all(len(times) == 2 for times in report["ms_per_step"].values())
-
-
-@pytest.mark.parametrize(
-    "compare, variants",
-    [
-        ("dropout", {"mnistlab dropout", "Keras dropout"}),
-        ("products", {"bfloat16 products", "float32"}),
-    ],
-)
-def test_torch_probes_run_in_tiny_mode(tmp_path, tiny_npz, compare, variants):
-    pytest.importorskip("torch")
-    result = _script(
-        "benchmarks/ab_probe.py",
-        "--compare", compare, "--backend", "torch", "--model", "cnn", "--reps", "2",
-        "--images", "400", "--data", tiny_npz, "--out", str(tmp_path),
-        data=tiny_npz,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.load(open(tmp_path / f"{compare}_probe-torch-cnn.json"))
-    assert report["backend"] == "torch"
-    assert set(report["ms_per_step"]) == variants
 
 
 def test_the_torch_profile_lists_keras_s_dropout_mask_where_it_is_keras_s(tmp_path, tiny_npz):

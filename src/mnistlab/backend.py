@@ -121,8 +121,9 @@ def resolve_precision(precision: str, model: str) -> str:
     float32 elsewhere. The CPU must compute bfloat16 in hardware (``bfloat16_in_hardware``),
     and then: mixed_bfloat16 on TensorFlow with oneDNN's kernels (without them a bfloat16 cnn
     epoch took 5x as long) for networks whose ``ModelSpec.bfloat16`` says their error holds in
-    it (results/reproduce-bf16.md); bfloat16_products on JAX and PyTorch for networks whose
-    ``ModelSpec.bfloat16_products`` says so (the MLP). Other values are returned as they are,
+    it (results/reproduce-bf16.md); bfloat16_products on the backends that a network's
+    ``ModelSpec.bfloat16_products`` names (the MLP on JAX and PyTorch, the tutorial's CNNs on
+    PyTorch: results/reproduce-*-bf16-products.md). Other values are returned as they are,
     but bfloat16_products, which only JAX and PyTorch compute, is refused on TensorFlow.
 
     Example:
@@ -143,7 +144,7 @@ def resolve_precision(precision: str, model: str) -> str:
     if precision != "auto":
         return precision
     spec = get_spec(model)
-    if backend in ("jax", "torch") and spec.bfloat16_products:
+    if backend in spec.bfloat16_products:
         return "bfloat16_products" if bfloat16_in_hardware() else "float32"
     if not spec.bfloat16 or backend != "tensorflow":
         return "float32"
