@@ -27,6 +27,8 @@ The changes (--compare):
            BFloat16ProductConv2D: products of bfloat16 operands) against float32 (JAX, PyTorch)
     dropout  layers.Dropout against keras.layers.Dropout (PyTorch, where ours draws its mask
            from 32 random bits an element; elsewhere the two are the same layer, a null check)
+    poolfirst  the lean step pooling a convolution's sums before its bias and ReLU
+           (torch_step.pool_first_pairs) against in the layers' order (PyTorch only)
 
 Usage (one network a process, since TensorFlow fixes its kernels when it loads):
     python benchmarks/ab_probe.py --compare adam --model mlp
@@ -57,6 +59,7 @@ COMPARISONS = {
     "step": ("mnistlab's lean training step against Keras's", "lean step", "Keras step"),
     "scan": ("Scanned steps over data on the device against Keras's batches", "scan", "Keras"),
     "dropout": ("mnistlab's dropout against Keras's", "mnistlab dropout", "Keras dropout"),
+    "poolfirst": ("Pooling before the bias and ReLU against after", "pool first", "pool last"),
     "products": (
         "Products of bfloat16 operands against float32 ones",
         "bfloat16 products",
@@ -70,6 +73,7 @@ RECIPE_CHANGES = {
     "jit": ({"jit_compile": "true"}, {"jit_compile": "false"}),
     "step": ({"lean_step": "true"}, {"lean_step": "false"}),
     "scan": ({"lean_step": "false"}, {"lean_step": "false"}),  # then install forces the scan
+    "poolfirst": ({}, {}),  # then the second's lean step is installed without it
     "products": ({"precision": "bfloat16_products"}, {"precision": "float32"}),
 }
 
@@ -130,6 +134,11 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
             compile_model(models[label], config, steps)
         if compare == "products":  # its network is a clone, with weights of its own
             models[theirs].set_weights(models[ours].get_weights())
+        if compare == "poolfirst":
+            from mnistlab import torch_step
+
+            if not torch_step.install(models[theirs], pool_first=False):
+                raise SystemExit(f"--compare poolfirst: {torch_step.refusal(models[theirs])}")
         if compare == "scan":
             from mnistlab import jax_step
 

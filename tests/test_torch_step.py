@@ -29,7 +29,9 @@ def network():
     left = layers.Conv2D(4, 3, padding="same", activation="relu")(Deskew()(inputs))
     right = BFloat16ProductConv2D(4, 1, padding="same")(inputs)
     x = layers.BatchNormalization()(layers.Add()([left, right]))
-    x = MaxPooling2D(2)(x)  # (4, 4, 4)
+    # a ReLU convolution that only a pooling reads: the lean step pools before bias and ReLU
+    side = MaxPooling2D(2)(layers.Conv2D(4, 3, padding="same", activation="relu")(inputs))
+    x = layers.Add()([MaxPooling2D(2)(x), side])  # (4, 4, 4)
     x = layers.Concatenate()([layers.MaxPooling2D(2)(x), layers.AveragePooling2D(2)(x)])
     pooled = Dropout(0.2)(layers.GlobalAveragePooling2D()(x))  # (8,)
     x = layers.Dropout(0.3)(layers.Reshape((32,))(layers.Flatten()(x)))
@@ -59,6 +61,7 @@ for lean in ("false", "true"):
     trained[lean] = (step, model.get_weights(), history)
 assert trained["false"][0] == "keras (lean_step false)" and trained["true"][0] == "lean"
 assert len(calls) == 12 + 2 * 2, len(calls)  # every step of the lean run: 12 trained, 2 x 2 val
+assert len(torch_step.pool_first_pairs(model)) == 2  # one convolution and its pooling
 for theirs, ours, first in zip(trained["false"][1], trained["true"][1], start):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)  # weights and BN statistics
 moved = [not np.allclose(w, s) for w, s in zip(trained["true"][1], start)]
@@ -84,10 +87,18 @@ assert "jit_compile" in refusals["jit"], refusals
 assert refusals["sequential"] is not None, refusals
 
 from mnistlab.models import REGISTRY, create_model
+import torch
 for name in REGISTRY:  # every registered network trains with the lean step on PyTorch
     for precision in ("float32", "bfloat16_products"):
         model = create_model(name, precision)
         assert compile_model(model, TrainConfig(), steps_per_epoch=1) == "lean", name
+    # the lean forward pass, pooling first where it can, is Keras's to the bit
+    images = rng.random((4, 28, 28, 1)).astype("float32")
+    ours = torch_step.forward(model, torch.tensor(images), training=False).detach().numpy()
+    assert np.array_equal(ours, model(images).detach().numpy()), name
+pooled_first = {{name: len(torch_step.pool_first_pairs(create_model(name))) // 2
+                for name in ("cnn", "larger_cnn", "branch_cnn")}}
+assert pooled_first == {{"cnn": 1, "larger_cnn": 2, "branch_cnn": 0}}, pooled_first
 {recorded_step_check("lean")}
 print("same")
 """

@@ -122,8 +122,8 @@ def resolve_precision(precision: str, model: str) -> str:
     and then: mixed_bfloat16 on TensorFlow with oneDNN's kernels (without them a bfloat16 cnn
     epoch took 5x as long) for networks whose ``ModelSpec.bfloat16`` says their error holds in
     it (results/reproduce-bf16.md); bfloat16_products on the backends that a network's
-    ``ModelSpec.bfloat16_products`` names (the MLP on JAX and PyTorch, the tutorial's CNNs on
-    PyTorch: results/reproduce-*-bf16-products.md). Other values are returned as they are,
+    ``ModelSpec.bfloat16_products`` names (the MLP on JAX and PyTorch, cnn on PyTorch:
+    results/reproduce-*-bf16-products.md). Other values are returned as they are,
     but bfloat16_products, which only JAX and PyTorch compute, is refused on TensorFlow.
 
     Example:
