@@ -45,6 +45,7 @@ def main(argv=None) -> int:
 
     import mnistlab
     from mnistlab import runs
+    from mnistlab.backend import resolve_precision
     from mnistlab.config import TrainConfig
     from mnistlab.models import NUM_CLASSES, create_model, to_input
     from mnistlab.train import compile_model, resolve_config
@@ -55,8 +56,9 @@ def main(argv=None) -> int:
     recipe = {**resolve_config(args.model).to_dict(), "augment": "none"}
     config = TrainConfig.from_dict({**recipe, "precision": args.precision})
     steps = int(np.ceil(args.images / config.batch_size))
+    precision = resolve_precision(config.precision, args.model)  # what "auto" means here
     keras.utils.set_random_seed(config.seed)
-    model = create_model(args.model, config.precision)
+    model = create_model(args.model, precision)
     if args.keras_dropout:
         model = keras_dropout(model)
     step = compile_model(model, config, steps)
@@ -67,11 +69,6 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - started
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)  # microseconds, all operators
-    precision = config.precision
-    if precision == "auto":
-        from mnistlab.backend import resolve_precision
-
-        precision = resolve_precision("auto", args.model)
     command = "python benchmarks/torch_profile.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

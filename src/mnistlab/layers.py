@@ -139,15 +139,13 @@ class Dropout(keras.layers.Dropout):
     """
 
     def call(self, inputs, training=False):
-        if not (training and 0 < self.rate < 1 and self.noise_shape is None):
-            return super().call(inputs, training=training)
-        if keras.backend.backend() != "torch":
-            return super().call(inputs, training=training)
-        import torch
+        masked = training and 0 < self.rate < 1 and self.noise_shape is None
+        if masked and keras.backend.backend() == "torch":
+            import torch
 
-        if not isinstance(inputs, torch.Tensor) or inputs.device.type == "meta":
-            return super().call(inputs, training=training)
-        return torch_dropout(inputs, self.rate, self.seed_generator)
+            if isinstance(inputs, torch.Tensor) and inputs.device.type != "meta":
+                return torch_dropout(inputs, self.rate, self.seed_generator)
+        return super().call(inputs, training=training)
 
 
 def torch_dropout(inputs, rate: float, seed_generator):
@@ -278,10 +276,19 @@ class BFloat16ProductDense(keras.layers.Dense):
     """
 
     def call(self, inputs, training=None):
-        if keras.backend.backend() == "torch":
-            return self._call_torch(inputs)
-        if keras.backend.backend() != "jax":
+        backend = keras.backend.backend()
+        if backend not in ("jax", "torch"):
             return super().call(inputs, training=training)
+        from keras import ops
+
+        x = self._products_jax(inputs) if backend == "jax" else self._products_torch(inputs)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def _products_jax(self, inputs):
         import jax
         from keras import ops
 
@@ -289,25 +296,15 @@ class BFloat16ProductDense(keras.layers.Dense):
         # the barrier keeps XLA from folding the casts into the product, which takes it off
         # the bfloat16 kernels
         operands = jax.lax.optimization_barrier(operands)
-        x = jax.numpy.matmul(*operands, preferred_element_type="float32")
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+        return jax.numpy.matmul(*operands, preferred_element_type="float32")
 
-    def _call_torch(self, inputs):
+    def _products_torch(self, inputs):
         import torch
 
         # no float32 output for bfloat16 operands on the CPU in torch 2.13 (torch.mm's
         # out_dtype is GPU-only): the sum comes back in bfloat16, as under torch.autocast
         x = torch.matmul(inputs.to(torch.bfloat16), self.kernel.value.to(torch.bfloat16))
-        x = x.to(torch.float32)
-        if self.bias is not None:
-            x = x + self.bias.value
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+        return x.to(torch.float32)
 
 
 @keras.saving.register_keras_serializable(package="mnistlab")

@@ -122,6 +122,7 @@ def install(model, pool_first: bool = True) -> bool:
     """
     if refusal(model) is not None:
         return False
+    # set past Keras's and torch's attribute tracking, which would adopt the layers it holds
     object.__setattr__(model, POOL_FIRST, pool_first_pairs(model) if pool_first else {})
     model.train_step = types.MethodType(_lean_train_step, model)
     model.test_step = types.MethodType(_lean_test_step, model)
@@ -131,16 +132,16 @@ def install(model, pool_first: bool = True) -> bool:
 
 
 def forward(model, inputs, training: bool):
-    """The model's output for ``inputs``, each layer reached through its ``call``; each pair of
-    ``pool_first_pairs`` pools the convolution's sums before their bias and activation."""
-    pairs = getattr(model, POOL_FIRST, None)
-    if pairs is None:
-        pairs = pool_first_pairs(model)
-        object.__setattr__(model, POOL_FIRST, pairs)  # past Keras's and torch's tracking
+    """The model's output for ``inputs``, each layer reached through its ``call``; where
+    ``install`` found ``pool_first_pairs``, each pools the convolution's sums before their bias
+    and activation."""
+    import keras
+
+    pairs = getattr(model, POOL_FIRST, {})
 
     def operation_fn(layer):
         partner = pairs.get(id(layer))
-        if partner is not None and isinstance(layer, _conv_class()):
+        if partner is not None and isinstance(layer, keras.layers.Conv2D):
             return lambda inputs: layer.convolution_op(inputs, layer.kernel)  # sums alone
         if partner is not None:
             return lambda inputs: _bias_and_activation(partner, layer.call(inputs))
@@ -199,7 +200,7 @@ def _lean_test_step(model, data):
     return model.get_metrics_result()
 
 
-# the attribute on a model that holds its pool_first_pairs, once the lean step has looked
+# the attribute on a model that holds its pool_first_pairs, set by install
 POOL_FIRST = "_mnistlab_pool_first"
 
 
@@ -223,7 +224,7 @@ def pool_first_pairs(model) -> dict:
     pairs = {}
     for layer in model.layers:
         if not (
-            isinstance(layer, _conv_class())
+            isinstance(layer, keras.layers.Conv2D)
             and layer.data_format == "channels_last"
             and layer.activation in (relu, linear)
             and len(layer._inbound_nodes) == 1
@@ -240,12 +241,6 @@ def pool_first_pairs(model) -> dict:
         ):
             pairs[id(layer)], pairs[id(pool)] = pool, layer
     return pairs
-
-
-def _conv_class():
-    import keras
-
-    return keras.layers.Conv2D
 
 
 def _bias_and_activation(conv, pooled):
