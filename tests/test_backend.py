@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from tests.conftest import ONEDNN, fresh_python
@@ -281,3 +283,71 @@ def test_jax_runs_with_the_flag_and_the_run_record_keeps_it():
 
     expected = f"{YNN}=dot" if jaxlib_at_least(JAX_YNN_SINCE) else ""
     assert fresh_python(code, KERAS_BACKEND="jax", XLA_FLAGS="") == expected
+
+
+def test_the_default_backend_is_the_network_s_own_where_installed(monkeypatch):
+    import dataclasses
+
+    from mnistlab.backend import default_backend
+    from mnistlab.models import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "cnn", dataclasses.replace(REGISTRY["cnn"], backend="torch"))
+    assert default_backend("cnn", installed=lambda backend: True) == "torch"
+    assert default_backend("cnn", installed=lambda backend: False) == "tensorflow"  # fallback
+    assert default_backend("larger_cnn") == "tensorflow"  # names none
+    assert default_backend(None) == "tensorflow"
+    assert default_backend("no-such-network") == "tensorflow"
+
+
+@pytest.mark.parametrize(
+    "argv, env, expected",
+    [
+        (["train", "mlp"], {}, "jax"),  # measured fastest for the MLP (results/main-job)
+        (["train", "cnn"], {}, "tensorflow"),  # and TensorFlow for the CNNs
+        (["evaluate", "runs/x"], {}, "tensorflow"),  # names no network: the default
+        (["train", "mlp", "--backend", "torch"], {}, "torch"),  # the user's choice wins
+        (["train", "mlp"], {"KERAS_BACKEND": "torch"}, "torch"),  # so does their variable
+    ],
+)
+def test_the_command_line_trains_each_network_on_its_fastest_backend(argv, env, expected):
+    if expected == "jax" and importlib.util.find_spec("jax") is None:
+        expected = "tensorflow"  # not installed: the default
+    code = (
+        "import sys\n"
+        "from mnistlab.backend import use_backend\n"
+        "from mnistlab.cli import backend_of, build_parser, network_of\n"
+        f"args = build_parser().parse_args({argv!r})\n"
+        "print(use_backend(backend_of(args), network_of(args)))\n"
+        "assert 'keras' not in sys.modules"
+    )
+    assert fresh_python(code, **env) == expected
+
+
+@pytest.mark.parametrize(
+    "argv, env, expected",
+    [
+        (["train", "--resume", "{run}"], {}, "torch"),  # goes on where it trained
+        (["train", "--resume", "{run}", "--backend", "tensorflow"], {}, "tensorflow"),
+        (["train", "--resume", "{run}"], {"KERAS_BACKEND": "tensorflow"}, "tensorflow"),
+        (["train", "--resume", "{bare}"], {}, "tensorflow"),  # no meta.json: the cnn's default
+    ],
+)
+def test_a_resumed_run_goes_on_on_its_own_backend(tmp_path, argv, env, expected):
+    for name, files in {
+        "run": {
+            "config.json": '{"model": "cnn"}',
+            "meta.json": '{"versions": {"backend": "torch"}}',
+        },
+        "bare": {"config.json": '{"model": "cnn"}'},
+    }.items():
+        (tmp_path / name).mkdir()
+        for file, text in files.items():
+            (tmp_path / name / file).write_text(text)
+    argv = [part.format(run=tmp_path / "run", bare=tmp_path / "bare") for part in argv]
+    code = (
+        "from mnistlab.backend import use_backend\n"
+        "from mnistlab.cli import backend_of, build_parser, network_of\n"
+        f"args = build_parser().parse_args({argv!r})\n"
+        "print(use_backend(backend_of(args), network_of(args)))"
+    )
+    assert fresh_python(code, **env) == expected

@@ -468,3 +468,20 @@ def test_the_pool_probe_s_other_network_pools_as_keras_with_the_same_weights():
     pools = [layer for layer in reshaped.layers if "pooling" in layer.name]
     assert [type(layer).__name__ for layer in pools] == ["ReshapePooling"] * 2
     np.testing.assert_array_equal(np.asarray(reshaped(images)), np.asarray(ours(images)))
+
+
+def test_main_job_benchmark_runs_the_command_in_tiny_mode(tmp_path, tiny_npz):
+    """benchmarks/main_job.py times `mnistlab train` itself: its rows come from the runs' own
+    records (backend, precision, one epoch line per epoch) and its wall time holds the training."""
+    result = _script(
+        "benchmarks/main_job.py", "--tiny", "--models", "mlp", "--backends", "tensorflow",
+        "--rounds", "2", "--data", tiny_npz, "--out", str(tmp_path), data=tiny_npz, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.load(open(tmp_path / "main_job.json"))["rows"]
+    assert (row["model"], row["backend"], row["epochs"]) == ("mlp", "tensorflow", 2)
+    assert row["precision"] == "float32"  # the MLP on TensorFlow: no bfloat16 measured faster
+    assert len(row["test_errors"]) == 2 and all(0 <= error <= 100 for error in row["test_errors"])
+    assert row["wall_seconds"] > row["train_seconds"] >= row["first_epoch_seconds"] > 0
+    assert row["fastest"] and row["x_fastest"] == 1.0
+    assert "| mlp | **tensorflow** | float32 |" in (tmp_path / "main_job.md").read_text()

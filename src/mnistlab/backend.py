@@ -23,9 +23,11 @@ def use_backend(name: str | None, model: str | None = None) -> str:
     """Selects the Keras backend before Keras is imported; returns the backend in force.
 
     Args:
-        name: "tensorflow", "jax", "torch", or None for $KERAS_BACKEND, else the default.
+        name: "tensorflow", "jax", "torch", or None for $KERAS_BACKEND, else the default
+            (``default_backend``: the network's own where it names one, else TensorFlow).
         model: the one registered network this process will train, if that is known (the
-            command line knows it): on TensorFlow, its ``ModelSpec.onednn`` turns the oneDNN
+            command line knows it): its ``ModelSpec.backend`` is the default backend where it
+            is installed; on TensorFlow, its ``ModelSpec.onednn`` turns the oneDNN
             kernels on or off (faster for the CNNs, slower for the MLP); on JAX, its
             ``ModelSpec.jax_ynn`` hands XLA's matrix products to YNNPACK or not (likewise).
             None or an unknown name: on, which suits most networks, as a process that trains
@@ -48,7 +50,7 @@ def use_backend(name: str | None, model: str | None = None) -> str:
                 f"(mnistlab ... --backend {name})."
             )
         return current
-    chosen = name or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    chosen = name or os.environ.get(BACKEND_ENV) or default_backend(model)
     if chosen not in BACKENDS:
         raise ValueError(
             f"{BACKEND_ENV}='{chosen}' is not a backend. Available: {', '.join(BACKENDS)}."
@@ -62,6 +64,32 @@ def use_backend(name: str | None, model: str | None = None) -> str:
         if JAX_YNN_FLAG not in flags and wants_ynn(model) and jaxlib_at_least(JAX_YNN_SINCE):
             os.environ[XLA_FLAGS_ENV] = f"{flags} {JAX_YNN_FLAG}={JAX_YNN_DEFAULT}".strip()
     return chosen
+
+
+def default_backend(model: str | None, installed=None) -> str:
+    """The backend a process that trains ``model`` alone gets where the user names none: the
+    network's ``ModelSpec.backend`` (the one that ran its main job fastest,
+    benchmarks/main_job.py) where that is installed, else config.DEFAULT_BACKEND.
+
+    Args:
+        model: a registered network's name, or None (then the default).
+        installed: a function telling whether a backend is installed (tests pass their own);
+            None: whether Python finds its package.
+
+    Example:
+        >>> default_backend(None)
+        'tensorflow'
+    """
+    spec = _spec_or_none(model)
+    if spec is None or spec.backend is None:
+        return DEFAULT_BACKEND
+    if installed is None:
+        import importlib.util
+
+        def installed(backend: str) -> bool:
+            return importlib.util.find_spec(backend) is not None  # the package's own name
+
+    return spec.backend if installed(spec.backend) else DEFAULT_BACKEND
 
 
 def jaxlib_at_least(version: tuple[int, ...]) -> bool:

@@ -51,7 +51,8 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default=None,
-        help="Keras backend (default: $KERAS_BACKEND, else tensorflow, the fastest measured on CPU)",
+        help="Keras backend (default: $KERAS_BACKEND, else the one a resumed run trained on, "
+        "else the fastest measured for the network: tensorflow, or jax for the MLP)",
     )
 
 
@@ -70,6 +71,24 @@ def network_of(args) -> str | None:
     return model if isinstance(model, str) else None
 
 
+def backend_of(args) -> str | None:
+    """The backend a command asks for: ``--backend``, else (unless $KERAS_BACKEND names one) the
+    backend a resumed run (``train --resume RUN``) trained on, from its meta.json, so that it goes
+    on there; None leaves the choice to ``backend.use_backend`` ($KERAS_BACKEND, else the
+    network's own, else the default)."""
+    from mnistlab.config import BACKEND_ENV, BACKENDS
+    from mnistlab.runs import META_FILE, read_json
+
+    named, resume = getattr(args, "backend", None), getattr(args, "resume", None)
+    if named or os.environ.get(BACKEND_ENV) or not isinstance(resume, str):
+        return named
+    try:
+        backend = read_json(os.path.join(resume, META_FILE))["versions"]["backend"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # train() reports the bad folder itself
+    return backend if backend in BACKENDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from mnistlab.backend import use_backend
 
-        use_backend(getattr(args, "backend", None), network_of(args))
+        use_backend(backend_of(args), network_of(args))
         status = args.func(args)
     except (ValueError, FileNotFoundError) as error:  # user errors: one clear line, no traceback
         print(f"mnistlab {args.command}: error: {error}", file=sys.stderr)

@@ -39,6 +39,10 @@ class ModelSpec:
     # the backends on which "auto" trains it in bfloat16_products (layers.BFloat16ProductDense,
     # BFloat16ProductConv2D), where that was measured faster at the same test error
     bfloat16_products: tuple[str, ...] = ()
+    # the backend the command line trains it on where the user names none (backend.use_backend):
+    # the one that ran its main job fastest (benchmarks/main_job.py), if installed; None:
+    # config.DEFAULT_BACKEND
+    backend: str | None = None
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -53,6 +57,7 @@ def register(
     jax_ynn: bool = True,
     bfloat16: bool = False,
     bfloat16_products: tuple[str, ...] = (),
+    backend: str | None = None,
     **recipe,
 ):
     """Decorator that adds a builder to REGISTRY under ``name``."""
@@ -68,6 +73,7 @@ def register(
             jax_ynn,
             bfloat16,
             bfloat16_products,
+            backend,
         )
         return builder
 
@@ -203,6 +209,9 @@ def measured_errors() -> dict:
     # 1.10x a step on JAX, 1.32x on PyTorch at the same error (results/products_probe-*-mlp.md,
     # reproduce-jax-mlp-*, reproduce-torch-mlp-*)
     bfloat16_products=("jax", "torch"),
+    # the command line's default where JAX is installed: its main job (10 epochs, start to
+    # finish) ran fastest there, the CNNs' on TensorFlow (results/main-job/main_job.md)
+    backend="jax",
 )
 def mlp():
     import keras

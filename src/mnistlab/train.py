@@ -360,6 +360,10 @@ def _train_locked(
         "distribution": plan.describe(),
     }
     runs.write_json(os.path.join(folder, runs.META_FILE), meta)
+    if config.verbose:  # the backend can differ per network (ModelSpec.backend): say which
+        print(
+            f"Training {config.model} on {keras.backend.backend()}, {config.precision}.", flush=True
+        )
 
     y_train = keras.utils.to_categorical(split["y_train"], NUM_CLASSES)
     y_val = keras.utils.to_categorical(split["y_val"], NUM_CLASSES)
