@@ -33,7 +33,6 @@ import csv
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
-from speed import BACKENDS, MODELS, installed_backends, write_table  # noqa: E402
+from speed import BACKENDS, MODELS, installed_backends, run_timed, write_table  # noqa: E402
 
 TINY_SETTINGS = ["--epochs", "2", "--train-size", "600", "--val-size", "100"]
 
@@ -58,10 +57,7 @@ def run_job(model: str, backend: str, folder: str, args) -> dict:
     if args.tiny:
         command += TINY_SETTINGS
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
-    wall = time.perf_counter() - started
+    done, wall = run_timed(command, env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     with open(os.path.join(out, "metrics.json")) as handle:

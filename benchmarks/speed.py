@@ -164,6 +164,18 @@ def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> d
 # --- the whole benchmark -------------------------------------------------------------------
 
 
+def run_timed(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """Runs command in the repository with env and this checkout's src/ first on PYTHONPATH;
+    returns the finished process and its wall seconds, start to exit."""
+    env = {
+        **env,
+        "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")]),
+    }
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    return done, time.perf_counter() - started
+
+
 def write_table(folder: str, name: str, lines: list[str]) -> str:
     """Writes a results page (lines of Markdown) to folder/name, prints it and returns it."""
     text = "\n".join(lines) + "\n"

@@ -25,13 +25,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from speed import run_timed  # noqa: E402
 
 
 def run_target(target: str, args) -> dict:
@@ -49,11 +50,7 @@ def run_target(target: str, args) -> dict:
             command += ["--data", args.data]
         if args.tiny:
             command += ["--epochs", "1", "--train-size", "600"]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
-        wall = time.perf_counter() - started
+        done, wall = run_timed(command, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         if done.returncode != 0:
             raise RuntimeError(f"mnistlab speedrun --target {target} failed:\n{done.stderr}")
         print(done.stdout, flush=True)
@@ -70,8 +67,7 @@ def yardstick(args) -> dict:
     if args.tiny:
         command += ["--train-images", "600", "--val-images", "200"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    done, _ = run_timed(command, env)
     if done.returncode != 0:
         raise RuntimeError(f"the plain Keras yardstick failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
