@@ -80,15 +80,13 @@ def default_backend(model: str | None, installed=None) -> str:
         >>> default_backend(None)
         'tensorflow'
     """
+    import importlib.util
+
     spec = _spec_or_none(model)
     if spec is None or spec.backend is None:
         return DEFAULT_BACKEND
-    if installed is None:
-        import importlib.util
-
-        def installed(backend: str) -> bool:
-            return importlib.util.find_spec(backend) is not None  # the package's own name
-
+    # each backend's package has the backend's own name
+    installed = installed or (lambda backend: importlib.util.find_spec(backend) is not None)
     return spec.backend if installed(spec.backend) else DEFAULT_BACKEND
 
 
