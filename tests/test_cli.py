@@ -47,6 +47,9 @@ def test_models_lists_the_registry_with_parameter_counts():
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["cnn"]["parameters"] == 592_074 and rows["cnn"]["tutorial_error"] == 1.10
     assert {"mlp", "cnn", "larger_cnn", "branch_cnn"} <= set(rows)
+    # the backend `mnistlab train NAME` picks where the user names none (the fastest measured)
+    mlp_backend = "jax" if importlib.util.find_spec("jax") else "tensorflow"
+    assert rows["mlp"]["backend"] == mlp_backend and rows["cnn"]["backend"] == "tensorflow"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")

@@ -319,6 +319,8 @@ def count_parameters(name: str) -> int:
 
 
 def _models_command(args) -> int:
+    from mnistlab.backend import default_backend
+
     measured = measured_errors()
     rows = []
     for spec in REGISTRY.values():
@@ -331,13 +333,18 @@ def _models_command(args) -> int:
                 "our_error": ours.get("error_mean"),
                 "our_error_std": ours.get("error_std"),
                 "runs": ours.get("runs"),
+                # where `mnistlab train NAME` trains it if the user names no backend
+                "backend": default_backend(spec.name),
                 "description": spec.description,
             }
         )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<12} {'parameters':>10} {'tutorial':>9} {'ours':>14}  description")
+    print(
+        f"{'model':<12} {'parameters':>10} {'tutorial':>9} {'ours':>14} {'backend':<10}  "
+        "description"
+    )
     for row in rows:
         tutorial = f"{row['tutorial_error']:.2f}%" if row["tutorial_error"] is not None else "-"
         ours = (
@@ -346,7 +353,8 @@ def _models_command(args) -> int:
             else "not measured"
         )
         print(
-            f"{row['name']:<12} {row['parameters']:>10,} {tutorial:>9} {ours:>14}  {row['description']}"
+            f"{row['name']:<12} {row['parameters']:>10,} {tutorial:>9} {ours:>14} "
+            f"{row['backend']:<10}  {row['description']}"
         )
     return 0
 
