@@ -29,7 +29,6 @@ Writes OUT/main_job.md and OUT/main_job.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -43,6 +42,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
 from speed import BACKENDS, MODELS, installed_backends, run_timed, write_table  # noqa: E402
+
+from mnistlab import runs  # noqa: E402
 
 TINY_SETTINGS = ["--epochs", "2", "--train-size", "600", "--val-size", "100"]
 
@@ -60,14 +61,10 @@ def run_job(model: str, backend: str, folder: str, args) -> dict:
     done, wall = run_timed(command, env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    with open(os.path.join(out, "metrics.json")) as handle:
-        metrics = json.load(handle)
-    with open(os.path.join(out, "meta.json")) as handle:
-        meta = json.load(handle)
-    with open(os.path.join(out, "config.json")) as handle:
-        config = json.load(handle)
-    with open(os.path.join(out, "history.csv")) as handle:
-        epochs = [float(row["seconds"]) for row in csv.DictReader(handle)]
+    metrics = runs.read_json(os.path.join(out, runs.METRICS_FILE))
+    meta = runs.read_json(os.path.join(out, runs.META_FILE))
+    config = runs.read_json(os.path.join(out, runs.CONFIG_FILE))
+    epochs = [float(row["seconds"]) for row in runs.read_history(out)]
     return {
         "wall_seconds": wall,
         "train_seconds": metrics["train_seconds_this_process"],
@@ -82,23 +79,23 @@ def run_job(model: str, backend: str, folder: str, args) -> dict:
 
 def summarize(results: dict) -> list[dict]:
     rows = []
-    for (model, backend), runs in results.items():
-        walls = [run["wall_seconds"] for run in runs]
-        later = [run["later_epoch_seconds"] for run in runs if run["later_epoch_seconds"]]
+    for (model, backend), measured in results.items():
+        walls = [run["wall_seconds"] for run in measured]
+        later = [run["later_epoch_seconds"] for run in measured if run["later_epoch_seconds"]]
         rows.append(
             {
                 "model": model,
                 "backend": backend,
                 "wall_seconds": statistics.median(walls),
                 "wall_spread": [min(walls), max(walls)],
-                "train_seconds": statistics.median(run["train_seconds"] for run in runs),
+                "train_seconds": statistics.median(run["train_seconds"] for run in measured),
                 "first_epoch_seconds": statistics.median(
-                    run["first_epoch_seconds"] for run in runs
+                    run["first_epoch_seconds"] for run in measured
                 ),
                 "later_epoch_seconds": statistics.median(later) if later else None,
-                "epochs": runs[0]["epochs"],
-                "test_errors": [run["test_error"] for run in runs],
-                "precision": runs[0]["precision"],
+                "epochs": measured[0]["epochs"],
+                "test_errors": [run["test_error"] for run in measured],
+                "precision": measured[0]["precision"],
             }
         )
     for model in {row["model"] for row in rows}:

@@ -59,15 +59,9 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 def network_of(args) -> str | None:
     """The network a command will train, where it says (``train MODEL``, ``train --resume RUN``),
     so that the backend is set up for it before Keras loads; None where it does not say."""
-    model = getattr(args, "model", None)
-    resume = getattr(args, "resume", None)
-    if not model and isinstance(resume, str):
-        from mnistlab.runs import CONFIG_FILE, read_json
+    from mnistlab.runs import CONFIG_FILE
 
-        try:
-            model = read_json(os.path.join(resume, CONFIG_FILE)).get("model")
-        except (OSError, ValueError, AttributeError):
-            return None  # train() reports the bad folder itself
+    model = getattr(args, "model", None) or _resumed_record(args, CONFIG_FILE).get("model")
     return model if isinstance(model, str) else None
 
 
@@ -77,16 +71,29 @@ def backend_of(args) -> str | None:
     on there; None leaves the choice to ``backend.use_backend`` ($KERAS_BACKEND, else the
     network's own, else the default)."""
     from mnistlab.config import BACKEND_ENV, BACKENDS
-    from mnistlab.runs import META_FILE, read_json
+    from mnistlab.runs import META_FILE
 
-    named, resume = getattr(args, "backend", None), getattr(args, "resume", None)
-    if named or os.environ.get(BACKEND_ENV) or not isinstance(resume, str):
+    named = getattr(args, "backend", None)
+    if named or os.environ.get(BACKEND_ENV):
         return named
-    try:
-        backend = read_json(os.path.join(resume, META_FILE))["versions"]["backend"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # train() reports the bad folder itself
+    versions = _resumed_record(args, META_FILE).get("versions")
+    backend = versions.get("backend") if isinstance(versions, dict) else None
     return backend if backend in BACKENDS else None
+
+
+def _resumed_record(args, name: str) -> dict:
+    """The JSON file ``name`` of the run that ``--resume`` names; {} where there is none to
+    read (train() reports a bad folder itself)."""
+    from mnistlab.runs import read_json
+
+    resume = getattr(args, "resume", None)
+    if not isinstance(resume, str):
+        return {}
+    try:
+        record = read_json(os.path.join(resume, name))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def main(argv: list[str] | None = None) -> int:
