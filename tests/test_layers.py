@@ -248,14 +248,21 @@ z = bfloat16(x) @ bfloat16(kernel) + bias  # bfloat16 products, exact sums, a fl
 np.testing.assert_allclose(np.asarray(ours(x)), np.maximum(z, 0), rtol=1e-5, atol=1e-5)
 assert np.abs(np.asarray(theirs(x)) - np.maximum(z, 0)).max() > 1e-3  # the rounding is real
 
-# the kernel's gradient of sum(out * r): bfloat16 inputs, float32 sums, rounded to bfloat16
+# the gradients of sum(out * r): the output's gradient g rounded to bfloat16, then products of
+# bfloat16 operands summed in float32: x.T @ g for the kernel, g @ kernel.T for the input
 r = rng.normal(size=(6, 5)).astype("float32")
-def loss(k):
-    return (ours.stateless_call([k, bias], [], x)[0] * r).sum()
-gradient = np.asarray(jax.grad(loss)(kernel))
-by_hand = bfloat16(x).T @ (r * (z > 0))
-np.testing.assert_allclose(gradient, by_hand, rtol=2 ** -7, atol=1e-6)  # one bfloat16 step
-assert np.array_equal(gradient, bfloat16(gradient))
+def loss(k, inputs):
+    return (ours.stateless_call([k, bias], [], inputs)[0] * r).sum()
+kernel_gradient, input_gradient = map(np.asarray, jax.grad(loss, argnums=(0, 1))(kernel, x))
+g = bfloat16(r * (z > 0))
+np.testing.assert_allclose(kernel_gradient, bfloat16(x).T @ g, rtol=1e-5, atol=1e-6)
+np.testing.assert_allclose(input_gradient, g @ bfloat16(kernel).T, rtol=1e-5, atol=1e-6)
+assert np.abs(kernel_gradient - x.T.astype("float64") @ (r * (z > 0))).max() > 1e-3
+# inputs of more than two axes are multiplied along the last, as Keras's Dense does
+batches = rng.normal(size=(2, 3, 40)).astype("float32")
+np.testing.assert_allclose(
+    np.asarray(ours(batches)), np.asarray(ours(batches.reshape(6, 40))).reshape(2, 3, 5)
+)
 
 # a network in this precision has these layers; the run saves Keras's, with the same weights
 model = create_model("mlp", "bfloat16_products")

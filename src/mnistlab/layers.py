@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 
@@ -261,9 +263,10 @@ class BFloat16ProductDense(keras.layers.Dense):
     --compare products``, docs/speed.md). JAX sums the products in float32 and hands the sum
     back in float32; PyTorch's CPU kernels sum in float32 and hand the sum back in bfloat16,
     one more rounding, cast back to float32 at once. The bias, the activation, the weights and
-    the optimizer stay float32. Autodiff of this product multiplies bfloat16 operands in the
-    gradient's products too, and rounds the kernel's gradient to bfloat16 (the derivative of
-    the cast), as mixed precision does; the update is applied to the float32 kernel. Only
+    the optimizer stay float32. The gradient's products multiply bfloat16 operands too, the
+    output's gradient rounded to bfloat16 as mixed precision does: on JAX summed and handed
+    back in float32 (``_bfloat16_products_jax``), on PyTorch (autodiff) handed back in
+    bfloat16; the update is applied to the float32 kernel. Only
     training uses it: a run saves its network with Keras's Dense (models.float32_copy). On
     TensorFlow it is Keras's Dense.
 
@@ -289,14 +292,9 @@ class BFloat16ProductDense(keras.layers.Dense):
         return x
 
     def _products_jax(self, inputs):
-        import jax
-        from keras import ops
-
-        operands = (ops.cast(inputs, "bfloat16"), ops.cast(self.kernel, "bfloat16"))
-        # the barrier keeps XLA from folding the casts into the product, which takes it off
-        # the bfloat16 kernels
-        operands = jax.lax.optimization_barrier(operands)
-        return jax.numpy.matmul(*operands, preferred_element_type="float32")
+        rows = inputs.reshape(-1, inputs.shape[-1])  # a Dense multiplies along the last axis
+        x = _bfloat16_products_jax()(rows, self.kernel.value)
+        return x.reshape(*inputs.shape[:-1], x.shape[-1])
 
     def _products_torch(self, inputs):
         import torch
@@ -305,6 +303,51 @@ class BFloat16ProductDense(keras.layers.Dense):
         # out_dtype is GPU-only): the sum comes back in bfloat16, as under torch.autocast
         x = torch.matmul(inputs.to(torch.bfloat16), self.kernel.value.to(torch.bfloat16))
         return x.to(torch.float32)
+
+
+@functools.cache
+def _bfloat16_products_jax():
+    """``products(x, kernel)``: x @ kernel for 2-D float32 arrays on JAX, from bfloat16 copies of
+    both, summed and handed back in float32, with a gradient of its own.
+
+    XLA's CPU backend multiplies bfloat16 operands fast (on AVX-512 BF16, about twice its
+    float32 rate) only when it meets the plain form, a row-major left operand whose rows meet
+    a row-major right operand's columns, with neither a cast folded in nor a transposed
+    operand read in place. Autodiff's own gradient reads the saved operands transposed, and
+    multiplies the float32 output gradient by bfloat16 operands, which puts it on float32
+    kernels: for the MLP's first layer, the kernel's gradient took as long as the forward
+    product twice over. So the gradient here rounds the output gradient g to bfloat16 as
+    mixed precision does, and writes each transposed operand out row by row before its
+    product: the input's gradient is g @ kernel.T and the kernel's x.T @ g, both bfloat16
+    operands summed in float32 (the kernel's gradient is not rounded again). Measured:
+    ``python benchmarks/ab_probe.py --compare products --backend jax --model mlp``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def bfloat16(a):
+        # the barrier keeps XLA from folding the cast into the product that reads it
+        return jax.lax.optimization_barrier(a.astype(jnp.bfloat16))
+
+    def transposed(a):
+        # a transpose flattened behind a barrier is written out, not read in place
+        t = a.T
+        return jax.lax.optimization_barrier(t.reshape(-1)).reshape(t.shape)
+
+    def forward(x, kernel):
+        xb, kb = bfloat16(x), bfloat16(kernel)
+        return jnp.matmul(xb, kb, preferred_element_type=jnp.float32), (xb, kb)
+
+    def backward(saved, g):
+        xb, kb = saved
+        gb = bfloat16(g)
+        dx = jnp.matmul(gb, transposed(kb), preferred_element_type=jnp.float32)
+        dk = jnp.matmul(transposed(xb), gb, preferred_element_type=jnp.float32)
+        return dx, dk
+
+    products = jax.custom_vjp(lambda x, kernel: forward(x, kernel)[0])
+    products.defvjp(forward, backward)
+    return products
 
 
 @keras.saving.register_keras_serializable(package="mnistlab")
