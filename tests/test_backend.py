@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
-from tests.conftest import ONEDNN, fresh_python
+from mnistlab.runs import read_json
+from tests.conftest import ONEDNN, fresh_python, run_cli
 
 
 @pytest.mark.parametrize(
@@ -262,6 +264,26 @@ def test_the_network_decides_the_matrix_products_on_jax(argv, expected):
         "print(repr(os.environ.get('XLA_FLAGS', '')))"
     )
     assert fresh_python(code, XLA_FLAGS="") == repr(expected)
+
+
+@pytest.mark.parametrize("network, expected", [("mlp", ""), ("larger_cnn", f"{YNN}=dot")])
+def test_a_trained_run_records_its_network_s_matrix_products_on_jax(
+    network, expected, tmp_path, tiny_npz
+):
+    """The whole command, not the first choice alone: ``train`` chooses the backend again for
+    the Python API, and that later call keeps the network's choice (the MLP once ran the whole
+    command on YNNPACK's dots that way)."""
+    pytest.importorskip("jax")
+    from mnistlab.backend import jaxlib_at_least
+    from mnistlab.config import JAX_YNN_SINCE
+
+    if not jaxlib_at_least(JAX_YNN_SINCE):
+        expected = ""
+    out = str(tmp_path / network)
+    argv = ["train", network, "--backend", "jax", "--epochs", "1", "--val-size", "100"]
+    done = run_cli(*argv, "--data", tiny_npz, "--out", out, env={"XLA_FLAGS": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_json(os.path.join(out, "meta.json"))["versions"]["xla_flags"] == expected
 
 
 def test_jax_runs_with_the_flag_and_the_run_record_keeps_it():

@@ -31,7 +31,9 @@ def use_backend(name: str | None, model: str | None = None) -> str:
             kernels on or off (faster for the CNNs, slower for the MLP); on JAX, its
             ``ModelSpec.jax_ynn`` hands XLA's matrix products to YNNPACK or not (likewise).
             None or an unknown name: on, which suits most networks, as a process that trains
-            several can have only one setting. The user's own setting of the variable wins.
+            several can have only one setting. The user's own setting of the variable wins,
+            and so does the first call's choice in a process: a later call (``train``'s, after
+            the command line's for its network) keeps the settings that call made.
 
     Raises:
         ValueError: for an unknown name, or when Keras was already imported with another
@@ -57,6 +59,9 @@ def use_backend(name: str | None, model: str | None = None) -> str:
         )
     os.environ[BACKEND_ENV] = chosen
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+    if chosen in _SET_UP:  # an earlier call in this process chose the settings, for its network
+        return chosen
+    _SET_UP.add(chosen)
     if chosen == "tensorflow" and "tensorflow" not in sys.modules:  # the faster kernels (config)
         os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT if wants_onednn(model) else "0")
     if chosen == "jax" and "jax" not in sys.modules:  # XLA's faster matrix products (config)
@@ -64,6 +69,10 @@ def use_backend(name: str | None, model: str | None = None) -> str:
         if JAX_YNN_FLAG not in flags and wants_ynn(model) and jaxlib_at_least(JAX_YNN_SINCE):
             os.environ[XLA_FLAGS_ENV] = f"{flags} {JAX_YNN_FLAG}={JAX_YNN_DEFAULT}".strip()
     return chosen
+
+
+# the backends whose settings use_backend has chosen in this process (the first call's network)
+_SET_UP: set[str] = set()
 
 
 def default_backend(model: str | None, installed=None) -> str:
