@@ -3,7 +3,9 @@
 As the tutorial: all 60,000 training images, validation on the test set (val_size=0), Adam,
 batch 200, 10 epochs. Each (model, seed) is its own run folder under --out, so a rerun skips
 finished runs and resumes interrupted ones. Writes a Markdown table and a JSON summary, and
-with --record the measured errors that `mnistlab models` shows.
+with --record the measured errors that `mnistlab models` shows. One network alone (--models
+mlp) trains with the settings that `mnistlab train` gives it (its backend, unless
+KERAS_BACKEND names one, and its kernels); several train with the defaults.
 
 Usage:
     MNISTLAB_DATA=../shared/data/mnist python benchmarks/reproduce_tutorial.py --seeds 7 8 9
@@ -21,6 +23,7 @@ import time
 
 import mnistlab
 from mnistlab import runs
+from mnistlab.backend import use_backend
 from mnistlab.config import PRECISIONS
 from mnistlab.models import MEASURED_FILE, REGISTRY
 
@@ -131,6 +134,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.record and args.precision != "float32":
         parser.error("--record keeps the tutorial's float32 figures; drop it with --precision")
+    # one network: the settings `mnistlab train NETWORK` runs it with (its backend where none is
+    # named, its kernels); several share the defaults, as in any process that trains them all
+    use_backend(None, args.models[0] if len(args.models) == 1 else None)
     results = []
     for seed in args.seeds:  # seed-major order: every model gets a result early
         for model in args.models:

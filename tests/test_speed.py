@@ -485,3 +485,29 @@ def test_main_job_benchmark_runs_the_command_in_tiny_mode(tmp_path, tiny_npz):
     assert row["wall_seconds"] > row["train_seconds"] >= row["first_epoch_seconds"] > 0
     assert row["fastest"] and row["x_fastest"] == 1.0
     assert "| mlp | **tensorflow** | float32 |" in (tmp_path / "main_job.md").read_text()
+
+
+def test_the_dot_forms_probe_times_the_same_product_in_each_form(tmp_path, tiny_npz):
+    """benchmarks/dot_forms.py: every form computes x @ kernel or the kernel's gradient x.T @ g
+    of the operands it is given (by hand, in float64), and the script writes its table."""
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import dot_forms
+
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(size=shape).astype("float32") for shape in ((6, 5), (5, 4), (6, 4))]
+    for name, (function, dtypes) in dot_forms.forms().items():
+        operands = [jnp.asarray(a, d) for a, d in zip(arrays, dtypes, strict=True)]
+        x, kernel, g = (np.asarray(a, "float64") for a in operands)  # exactly what they hold
+        expected = x @ kernel if name.startswith("forward") else x.T @ g
+        np.testing.assert_allclose(np.asarray(function(*operands)), expected, rtol=1e-5)
+    result = _script(
+        "benchmarks/dot_forms.py", "--reps", "5", "--out", str(tmp_path), data=tiny_npz
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.load(open(tmp_path / "dot_forms.json"))
+    assert [row["form"] for row in report["forms"]] == list(dot_forms.forms())
+    assert all(row["gflops"] > 0 for row in report["forms"])
+    assert "| form | ms | GFLOP/s |" in (tmp_path / "dot_forms.md").read_text()
