@@ -206,8 +206,9 @@ def measured_errors() -> dict:
     1.74,
     onednn=False,  # two matrix products: oneDNN slower (results/probe_onednn_mlp.md)
     jax_ynn=False,  # JAX: YNNPACK dots slower (results/speed-mlp-60k-jax-ynn/speed.md)
-    # 1.10x a step on JAX, 1.32x on PyTorch at the same error (results/products_probe-*-mlp.md,
-    # reproduce-jax-mlp-*, reproduce-torch-mlp-*)
+    # 1.58x a step on JAX (with their own gradient, layers._bfloat16_products_jax), 1.32x on
+    # PyTorch, at the same error (results/products_probe-*-mlp.md, reproduce-jax-mlp-*,
+    # reproduce-torch-mlp-*)
     bfloat16_products=("jax", "torch"),
     # the command line's default where JAX is installed: its main job (10 epochs, start to
     # finish) ran fastest there, the CNNs' on TensorFlow (results/main-job/main_job.md)
