@@ -26,7 +26,8 @@ The changes (--compare):
     products  precision bfloat16_products (layers.BFloat16ProductDense and, on PyTorch,
            BFloat16ProductConv2D: products of bfloat16 operands) against float32 (JAX, PyTorch)
     dropout  layers.Dropout against keras.layers.Dropout (PyTorch, where ours draws its mask
-           from 32 random bits an element; elsewhere the two are the same layer, a null check)
+           from 32 random bits an element, and TensorFlow, from 16 bits an element in one
+           compiled kernel; on JAX the two are the same layer, a null check)
     poolfirst  the lean step pooling a convolution's sums before its bias and ReLU
            (torch_step.pool_first_pairs) against in the layers' order (PyTorch only)
 

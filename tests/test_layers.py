@@ -394,6 +394,56 @@ def test_dropout_on_torch_keeps_each_element_independently_at_the_rate():
     assert fresh_python(DROPOUT_TORCH_CHECK, KERAS_BACKEND="torch") == "same"
 
 
+DROPOUT_TENSORFLOW_CHECK = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+import numpy as np, tensorflow as tf
+from mnistlab.layers import Dropout
+
+count = 1_000_000
+rng = np.random.default_rng(0)
+for rate in (0.2, 0.5, 0.9):
+    keep = 1 - rate
+    x = tf.ones((count // 100, 100))
+    layer = Dropout(rate, seed=3)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = layer(x, training=True)
+        r = tf.constant(rng.normal(size=x.shape).astype("float32"))
+        total = tf.reduce_sum(out * r)
+    values = np.unique(out.numpy()).tolist()
+    assert len(values) == 2 and values[0] == 0, values
+    assert abs(values[1] * keep - 1) < 1e-6, values  # the kept ones scaled by 1 / keep
+    kept = out.numpy().ravel() > 0
+    # the share kept, within 5 standard deviations of the binomial's
+    assert abs(kept.mean() - keep) < 5 * (keep * (1 - keep) / count) ** 0.5, (rate, kept.mean())
+    # the two elements one 32-bit word decides (i and i + count / 2) are kept independently,
+    # and so are neighbours
+    for first, second in ((kept[: count // 2], kept[count // 2 :]), (kept[0::2], kept[1::2])):
+        both = (first & second).mean()
+        assert abs(both - keep**2) < 5 * (keep**2 * (1 - keep**2) / (count / 2)) ** 0.5, both
+    # the gradient of sum(out * r) is r times the scaled mask
+    np.testing.assert_allclose(tape.gradient(total, x).numpy(), (r * out).numpy(), rtol=1e-6)
+
+ones = tf.ones((7, 9))  # an odd count of elements: one half-word spare
+first, second = Dropout(0.5, seed=7), Dropout(0.5, seed=7)
+mask = first(ones, training=True)
+assert mask.shape == ones.shape
+assert np.array_equal(mask, second(ones, training=True))  # the same seed, the same mask
+assert not np.array_equal(mask, first(ones, training=True))  # the next call, a new one
+assert np.array_equal(first(ones, training=False), ones)  # inference: the input itself
+assert np.array_equal(Dropout(0.0)(ones, training=True), ones)
+mixed = Dropout(0.2, seed=1, dtype="mixed_bfloat16")  # as in a network in mixed precision
+halves = mixed(tf.ones((4, 100), "bfloat16"), training=True)
+assert halves.dtype == tf.bfloat16 and sorted(set(np.asarray(halves, "float32").ravel())) == [0, 1.25]
+print("same")
+"""
+
+
+def test_dropout_on_tensorflow_keeps_each_element_independently_at_the_rate():
+    assert fresh_python(DROPOUT_TENSORFLOW_CHECK, KERAS_BACKEND="tensorflow") == "same"
+
+
 def test_bfloat16_products_round_the_operands_and_the_sum_on_torch():
     pytest.importorskip("torch")
     assert fresh_python(BFLOAT16_PRODUCTS_TORCH_CHECK, KERAS_BACKEND="torch") == "same"
