@@ -351,28 +351,42 @@ print("same")
 )
 
 
-DROPOUT_TORCH_CHECK = f"""
+# What both backends' dropout checks share: a million ones, and the statistics of the mask
+DROPOUT_SETUP = f"""
 import sys
 sys.path.insert(0, {REPO!r})
-import numpy as np, torch
+import numpy as np
 from mnistlab.layers import Dropout
 
 count = 1_000_000
 rng = np.random.default_rng(0)
+
+def check_mask(out, keep, pairs):
+    \"\"\"out: the layer's output for ones (numpy); pairs: [(first, second)] of the kept flags'
+    elements that one random draw decides, or that lie side by side.\"\"\"
+    values = np.unique(out).tolist()
+    assert len(values) == 2 and values[0] == 0, values
+    assert abs(values[1] * keep - 1) < 1e-6, values  # the kept ones scaled by 1 / keep
+    kept = out.ravel() > 0
+    # the share kept, within 5 standard deviations of the binomial's
+    assert abs(kept.mean() - keep) < 5 * (keep * (1 - keep) / count) ** 0.5, (keep, kept.mean())
+    # each pair of elements is kept independently
+    for first, second in pairs(kept):
+        both = (first & second).mean()
+        assert abs(both - keep**2) < 5 * (keep**2 * (1 - keep**2) / (count / 2)) ** 0.5, both
+"""
+
+DROPOUT_TORCH_CHECK = (
+    DROPOUT_SETUP
+    + """
+import torch
+
 for rate in (0.2, 0.5, 0.9):
     keep = 1 - rate
     x = torch.ones(count // 100, 100, requires_grad=True)
     out = Dropout(rate, seed=3)(x, training=True)
-    values = torch.unique(out.detach()).tolist()
-    assert len(values) == 2 and values[0] == 0, values
-    assert abs(values[1] * keep - 1) < 1e-6, values  # the kept ones scaled by 1 / keep
-    kept = (out > 0).numpy()
-    # the share kept, within 5 standard deviations of the binomial's
-    assert abs(kept.mean() - keep) < 5 * (keep * (1 - keep) / count) ** 0.5, (rate, kept.mean())
-    # neighbours (the two halves of one 64-bit draw) are kept independently
-    pairs = kept.reshape(-1, 2)
-    both = (pairs[:, 0] & pairs[:, 1]).mean()
-    assert abs(both - keep**2) < 5 * (keep**2 * (1 - keep**2) / (count / 2)) ** 0.5, (rate, both)
+    # neighbours are the two halves of one 64-bit draw
+    check_mask(out.detach().numpy(), keep, lambda kept: [(kept[0::2], kept[1::2])])
     # the gradient of sum(out * r) is r times the scaled mask
     r = torch.tensor(rng.normal(size=x.shape).astype("float32"))
     (out * r).sum().backward()
@@ -387,6 +401,7 @@ assert torch.equal(first(ones, training=False), ones)  # inference: the input it
 assert torch.equal(Dropout(0.0)(ones, training=True), ones)
 print("same")
 """
+)
 
 
 def test_dropout_on_torch_keeps_each_element_independently_at_the_rate():
@@ -394,34 +409,23 @@ def test_dropout_on_torch_keeps_each_element_independently_at_the_rate():
     assert fresh_python(DROPOUT_TORCH_CHECK, KERAS_BACKEND="torch") == "same"
 
 
-DROPOUT_TENSORFLOW_CHECK = f"""
-import sys
-sys.path.insert(0, {REPO!r})
-import numpy as np, tensorflow as tf
-from mnistlab.layers import Dropout
+DROPOUT_TENSORFLOW_CHECK = (
+    DROPOUT_SETUP
+    + """
+import tensorflow as tf
 
-count = 1_000_000
-rng = np.random.default_rng(0)
+def halves_and_neighbours(kept):  # one 32-bit word decides elements i and i + count / 2
+    return [(kept[: count // 2], kept[count // 2 :]), (kept[0::2], kept[1::2])]
+
 for rate in (0.2, 0.5, 0.9):
     keep = 1 - rate
     x = tf.ones((count // 100, 100))
-    layer = Dropout(rate, seed=3)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        out = layer(x, training=True)
+        out = Dropout(rate, seed=3)(x, training=True)
         r = tf.constant(rng.normal(size=x.shape).astype("float32"))
         total = tf.reduce_sum(out * r)
-    values = np.unique(out.numpy()).tolist()
-    assert len(values) == 2 and values[0] == 0, values
-    assert abs(values[1] * keep - 1) < 1e-6, values  # the kept ones scaled by 1 / keep
-    kept = out.numpy().ravel() > 0
-    # the share kept, within 5 standard deviations of the binomial's
-    assert abs(kept.mean() - keep) < 5 * (keep * (1 - keep) / count) ** 0.5, (rate, kept.mean())
-    # the two elements one 32-bit word decides (i and i + count / 2) are kept independently,
-    # and so are neighbours
-    for first, second in ((kept[: count // 2], kept[count // 2 :]), (kept[0::2], kept[1::2])):
-        both = (first & second).mean()
-        assert abs(both - keep**2) < 5 * (keep**2 * (1 - keep**2) / (count / 2)) ** 0.5, both
+    check_mask(out.numpy(), keep, halves_and_neighbours)
     # the gradient of sum(out * r) is r times the scaled mask
     np.testing.assert_allclose(tape.gradient(total, x).numpy(), (r * out).numpy(), rtol=1e-6)
 
@@ -438,6 +442,7 @@ halves = mixed(tf.ones((4, 100), "bfloat16"), training=True)
 assert halves.dtype == tf.bfloat16 and sorted(set(np.asarray(halves, "float32").ravel())) == [0, 1.25]
 print("same")
 """
+)
 
 
 def test_dropout_on_tensorflow_keeps_each_element_independently_at_the_rate():
