@@ -361,13 +361,13 @@ def _bfloat16_products_jax():
     """``products(x, kernel)``: x @ kernel for 2-D float32 arrays on JAX, from bfloat16 copies of
     both, summed and handed back in float32, with a gradient of its own.
 
-    XLA's CPU backend multiplies bfloat16 operands fast (on AVX-512 BF16, about twice its
+    XLA's CPU backend multiplies bfloat16 operands fast (on AVX-512 BF16, well above its
     float32 rate) only when it meets the plain form, a row-major left operand whose rows meet
     a row-major right operand's columns, with neither a cast folded in nor a transposed
     operand read in place. Autodiff's own gradient reads the saved operands transposed, and
-    multiplies the float32 output gradient by bfloat16 operands, which puts it on float32
-    kernels: for the MLP's first layer, the kernel's gradient took as long as the forward
-    product twice over. So the gradient here rounds the output gradient g to bfloat16 as
+    multiplies the float32 output gradient by bfloat16 operands, which puts it on slower
+    kernels: for the MLP's first layer, the kernel's gradient took about twice as long as the
+    forward product (``python benchmarks/dot_forms.py``). So the gradient here rounds the output gradient g to bfloat16 as
     mixed precision does, and writes each transposed operand out row by row before its
     product: the input's gradient is g @ kernel.T and the kernel's x.T @ g, both bfloat16
     operands summed in float32 (the kernel's gradient is not rounded again). Measured:
