@@ -6,7 +6,8 @@ compiled alone and timed as the median of 5 blocks of calls:
 - the kernel's gradient as autodiff writes it: the float32 output gradient g times the
   bfloat16 x, contracted over the batch (x read transposed in place);
 - the same with g rounded to bfloat16 first;
-- the same with x's transpose written out row by row first (layers._bfloat16_products_jax);
+- the same with x's transpose written out row by row first (layers.written_out_transpose, as
+  layers._bfloat16_products_jax writes it);
 - float32 x @ kernel, for scale.
 Beside them, numpy's float32 matrix multiply, the speed benchmark's yardstick.
 
@@ -36,11 +37,9 @@ def forms() -> dict:
     import jax
     import jax.numpy as jnp
 
-    f32, bf16 = jnp.float32, jnp.bfloat16
+    from mnistlab.layers import written_out_transpose
 
-    def written_out(a):  # as layers._bfloat16_products_jax writes a transpose
-        t = a.T
-        return jax.lax.optimization_barrier(t.reshape(-1)).reshape(t.shape)
+    f32, bf16 = jnp.float32, jnp.bfloat16
 
     return {
         "forward, x @ kernel (bfloat16, row-major)": (
@@ -58,7 +57,7 @@ def forms() -> dict:
             (bf16, bf16, bf16),
         ),
         "kernel gradient, bfloat16 g, x's transpose written out (mnistlab)": (
-            lambda x, k, g: jnp.matmul(written_out(x), g, preferred_element_type=f32),
+            lambda x, k, g: jnp.matmul(written_out_transpose(x), g, preferred_element_type=f32),
             (bf16, bf16, bf16),
         ),
         "forward in float32": (lambda x, k, g: jnp.matmul(x, k), (f32, f32, f32)),

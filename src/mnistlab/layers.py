@@ -177,12 +177,11 @@ def tensorflow_dropout(inputs, rate: float, seed_generator):
 
     Keras's dropout on TensorFlow (``stateless_dropout``) draws a float per element and then
     compares, selects and scales in separate kernels, each a pass over the activations (for
-    cnn, 200 x 12 x 12 x 32 of them a step). Here
-    TensorFlow's stateless Philox, seeded from the layer's seed generator as Keras seeds it,
-    draws one 32-bit word for two elements (the first half of the elements take the low 16
-    bits, the second half the high ones), and one compiled kernel (XLA) turns the words into
-    the scale, 1 / keep where a draw falls below round(keep * 2**16), else 0; the input is
-    multiplied by it, and so is the gradient. The same seed gives the same masks. Measured:
+    cnn, 200 x 12 x 12 x 32 of them a step). Here TensorFlow's stateless Philox, seeded from
+    the layer's seed generator as Keras seeds it, draws one 32-bit word for two elements (the
+    first half of the elements take the low 16 bits, the second half the high ones), and one
+    compiled kernel (XLA) turns the words into the scale, 1 / keep where a draw falls below
+    round(keep * 2**16), else 0; the input is multiplied by it, and so is the gradient. The same seed gives the same masks. Measured:
     ``python benchmarks/ab_probe.py --compare dropout --backend tensorflow --model cnn``.
     """
     import tensorflow as tf
@@ -367,11 +366,12 @@ def _bfloat16_products_jax():
     operand read in place. Autodiff's own gradient reads the saved operands transposed, and
     multiplies the float32 output gradient by bfloat16 operands, which puts it on slower
     kernels: for the MLP's first layer, the kernel's gradient took about twice as long as the
-    forward product (``python benchmarks/dot_forms.py``). So the gradient here rounds the output gradient g to bfloat16 as
-    mixed precision does, and writes each transposed operand out row by row before its
-    product: the input's gradient is g @ kernel.T and the kernel's x.T @ g, both bfloat16
-    operands summed in float32 (the kernel's gradient is not rounded again). Measured:
-    ``python benchmarks/ab_probe.py --compare products --backend jax --model mlp``.
+    forward product (``python benchmarks/dot_forms.py``). So the gradient here rounds the
+    output gradient g to bfloat16 as mixed precision does, and writes each transposed operand
+    out row by row before its product (``written_out_transpose``): the input's gradient is
+    g @ kernel.T and the kernel's x.T @ g, both bfloat16 operands summed in float32 (the
+    kernel's gradient is not rounded again). Measured: ``python benchmarks/ab_probe.py
+    --compare products --backend jax --model mlp``.
     """
     import jax
     import jax.numpy as jnp
@@ -380,11 +380,6 @@ def _bfloat16_products_jax():
         # the barrier keeps XLA from folding the cast into the product that reads it
         return jax.lax.optimization_barrier(a.astype(jnp.bfloat16))
 
-    def transposed(a):
-        # a transpose flattened behind a barrier is written out, not read in place
-        t = a.T
-        return jax.lax.optimization_barrier(t.reshape(-1)).reshape(t.shape)
-
     def forward(x, kernel):
         xb, kb = bfloat16(x), bfloat16(kernel)
         return jnp.matmul(xb, kb, preferred_element_type=jnp.float32), (xb, kb)
@@ -392,13 +387,23 @@ def _bfloat16_products_jax():
     def backward(saved, g):
         xb, kb = saved
         gb = bfloat16(g)
-        dx = jnp.matmul(gb, transposed(kb), preferred_element_type=jnp.float32)
-        dk = jnp.matmul(transposed(xb), gb, preferred_element_type=jnp.float32)
+        dx = jnp.matmul(gb, written_out_transpose(kb), preferred_element_type=jnp.float32)
+        dk = jnp.matmul(written_out_transpose(xb), gb, preferred_element_type=jnp.float32)
         return dx, dk
 
     products = jax.custom_vjp(lambda x, kernel: forward(x, kernel)[0])
     products.defvjp(forward, backward)
     return products
+
+
+def written_out_transpose(a):
+    """The transpose of the 2-D JAX array ``a``, written out row by row: XLA's layout pass reads
+    a plain transpose in place, even behind an optimisation barrier, but not one flattened
+    behind it."""
+    import jax
+
+    t = a.T
+    return jax.lax.optimization_barrier(t.reshape(-1)).reshape(t.shape)
 
 
 @keras.saving.register_keras_serializable(package="mnistlab")
