@@ -29,7 +29,6 @@ Writes OUT/main_job.md and OUT/main_job.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -176,8 +175,7 @@ def main(argv=None) -> int:
                     )
     rows = summarize(results)
     write_table(args.out, "main_job.md", markdown(rows, args, time.perf_counter() - started))
-    with open(os.path.join(args.out, "main_job.json"), "w") as handle:
-        json.dump({"rows": rows, "argv": args.argv}, handle, indent=1)
+    runs.write_json(os.path.join(args.out, "main_job.json"), {"rows": rows, "argv": args.argv})
     return 0
 
 
