@@ -187,10 +187,9 @@ def write_table(folder: str, name: str, lines: list[str]) -> str:
 
 
 def installed_backends() -> list[str]:
-    import importlib.util
+    from mnistlab.backend import is_installed
 
-    modules = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-    return [name for name in BACKENDS if importlib.util.find_spec(modules[name])]
+    return [name for name in BACKENDS if is_installed(name)]
 
 
 def plan(args) -> list[tuple]:

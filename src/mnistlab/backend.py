@@ -83,20 +83,23 @@ def default_backend(model: str | None, installed=None) -> str:
     Args:
         model: a registered network's name, or None (then the default).
         installed: a function telling whether a backend is installed (tests pass their own);
-            None: whether Python finds its package.
+            None: ``is_installed``.
 
     Example:
         >>> default_backend(None)
         'tensorflow'
     """
-    import importlib.util
-
     spec = _spec_or_none(model)
     if spec is None or spec.backend is None:
         return DEFAULT_BACKEND
-    # each backend's package has the backend's own name
-    installed = installed or (lambda backend: importlib.util.find_spec(backend) is not None)
-    return spec.backend if installed(spec.backend) else DEFAULT_BACKEND
+    return spec.backend if (installed or is_installed)(spec.backend) else DEFAULT_BACKEND
+
+
+def is_installed(backend: str) -> bool:
+    """Whether Python finds the backend's package (each has the backend's own name)."""
+    import importlib.util
+
+    return importlib.util.find_spec(backend) is not None
 
 
 def jaxlib_at_least(version: tuple[int, ...]) -> bool:
