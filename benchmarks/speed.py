@@ -28,7 +28,8 @@ Usage:
     python benchmarks/speed.py --tiny                                      # smoke test, ~20 s
     python benchmarks/speed.py --sweep                                     # compile settings
 
-Writes benchmarks/results/speed.md and speed.json (or settings.md/json with --sweep).
+Writes benchmarks/results/speed.md, speed.json and a chart of them, speed.png (or
+settings.md/json with --sweep); ``--replot FOLDER`` draws a folder's chart again from its JSON.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ PLAIN = {
     # the MLP as a hand-written JAX loop: what a Keras row on JAX could reach without Keras
     "jax-loop": os.path.join(HERE, "plain", "jax_loop.py"),
 }
+# How a process's timed epochs make its one figure. "fastest": on a shared host whose
+# interference only adds time (this one's epochs fall into two modes, about 1.8x apart), the
+# fastest epoch is the process's own speed, as numpy's rate is the best of the run; the median
+# over rounds is taken either way.
+EPOCH_STATISTICS = {"median": statistics.median, "fastest": min}
 # --ynn-ab's rows: whether each forces XLA's dots onto YNNPACK (config.JAX_YNN_FLAG) or not
 YNN_ROWS = {"mnistlab-ynn-dot": True, "mnistlab-ynn-off": False}
 
@@ -156,7 +162,8 @@ def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> d
     timed = result["epoch_seconds"][1:]  # the first epoch is the warm-up
     # Work fit does outside the timed epochs (checkpoints, callbacks), shared over the epochs.
     overhead = max(0.0, result["fit_seconds"] - sum(result["epoch_seconds"]))
-    result["seconds_per_epoch"] = statistics.median(timed) + overhead / len(result["epoch_seconds"])
+    of_process = EPOCH_STATISTICS[args.epoch_statistic]
+    result["seconds_per_epoch"] = of_process(timed) + overhead / len(result["epoch_seconds"])
     result["images_per_second"] = args.train_images / result["seconds_per_epoch"]
     return result
 
@@ -192,13 +199,23 @@ def installed_backends() -> list[str]:
     return [name for name in BACKENDS if is_installed(name)]
 
 
+def model_backends(args, model: str) -> list[str]:
+    """The backends a network is timed on: --backends, or with --default-backend the one the
+    command line trains it on where the user names none (backend.default_backend)."""
+    if not args.default_backend:
+        return args.backends
+    from mnistlab.backend import default_backend
+
+    return [default_backend(model)]
+
+
 def plan(args) -> list[tuple]:
     """(implementation, backend, model, settings) for every measurement of one round."""
     from mnistlab.backend import wants_ynn
 
     jobs = []
     for model in args.models:
-        for backend in args.backends:
+        for backend in model_backends(args, model):
             if args.sweep:
                 for jit in ("false", "true"):
                     for steps in args.sweep_steps:
@@ -222,7 +239,7 @@ def plan(args) -> list[tuple]:
                 jobs.append(("keras-onednn", backend, model, ()))
         if not args.sweep and "torch" in installed_backends():
             jobs.append(("pytorch", "torch", model, ()))
-        if args.jax_loop and model == "mlp" and "jax" in args.backends:
+        if args.jax_loop and model == "mlp" and "jax" in model_backends(args, model):
             jobs.append(("jax-loop", "jax", model, ()))
     return jobs
 
@@ -256,6 +273,8 @@ def summarize(results: dict, matmul: float, args) -> list[dict]:
                 "gflops": gflops,
                 "percent_of_matmul": 100 * gflops / matmul,
                 "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+                # each round's epochs, the warm-up first: any other statistic can be taken again
+                "epoch_seconds": [run["epoch_seconds"] for run in runs],
                 "val_accuracy": statistics.median(run["val_accuracy"] for run in runs),
                 "compile": runs[0].get("compile"),
                 "onednn": runs[0].get("onednn"),
@@ -267,11 +286,105 @@ def summarize(results: dict, matmul: float, args) -> list[dict]:
     return rows
 
 
-def speed_of(rows, model, impl, backend):
+def row_of(rows, model, impl, backend) -> dict | None:
     for row in rows:
         if (row["model"], row["implementation"], row["backend"]) == (model, impl, backend):
-            return row["images_per_second"]
+            return row
     return None
+
+
+def speed_of(rows, model, impl, backend) -> float | None:
+    row = row_of(rows, model, impl, backend)
+    return row["images_per_second"] if row else None
+
+
+# the bars of the chart, top to bottom in each network's group: (implementation, label)
+CHART_BARS = (("mnistlab", "mnistlab"), ("keras", "plain Keras"), ("pytorch", "plain PyTorch"))
+MATMUL_TARGET = 40  # % of numpy's matrix-multiply rate that issue 6 asks of cnn and larger_cnn
+
+
+def plot(rows: list[dict], title: str, path: str):
+    """The table as a chart, saved to path (PNG): for each network and backend mnistlab timed,
+    images/s of mnistlab, the plain Keras script on that backend and the plain PyTorch loop
+    (median over rounds, whiskers from the slowest to the fastest round), with mnistlab's ratios
+    to them; beside it, mnistlab's share of numpy's matrix-multiply rate, and the 40% target.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    from matplotlib.figure import Figure
+
+    groups = [(row["model"], row["backend"]) for row in rows if row["implementation"] == "mnistlab"]
+    figure = Figure(figsize=(10, 1.2 + 0.9 * len(groups)), layout="constrained")
+    speeds, shares = figure.subplots(1, 2, width_ratios=(3, 1), sharey=True)
+    height = 0.8 / len(CHART_BARS)
+    for index, (impl, label) in enumerate(CHART_BARS):
+        bars = []  # (y position, row)
+        for position, (model, backend) in enumerate(groups):
+            row = row_of(rows, model, impl, "torch" if impl == "pytorch" else backend)
+            if row:
+                bars.append((position + (index - 1) * height, row))
+        if not bars:
+            continue
+        values = [row["images_per_second"] for _, row in bars]
+        whiskers = [
+            [value - row["spread"][0] for value, (_, row) in zip(values, bars, strict=True)],
+            [row["spread"][1] - value for value, (_, row) in zip(values, bars, strict=True)],
+        ]
+        positions = [position for position, _ in bars]
+        speeds.barh(positions, values, height, xerr=whiskers, capsize=2, label=label)
+    for position, (model, backend) in enumerate(groups):
+        ours = speed_of(rows, model, "mnistlab", backend)
+        peers = (("keras", backend, "Keras"), ("pytorch", "torch", "PyTorch"))
+        ratios = [
+            f"{ours / theirs:.2f}x {name}"
+            for impl, peer_backend, name in peers
+            if (theirs := speed_of(rows, model, impl, peer_backend))
+        ]
+        fastest = row_of(rows, model, "mnistlab", backend)["spread"][1]
+        speeds.annotate(
+            ", ".join(ratios),
+            (fastest, position - height),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    share = [
+        row_of(rows, model, "mnistlab", backend)["percent_of_matmul"] for model, backend in groups
+    ]
+    shares.barh(range(len(groups)), share, 0.5, color="C0")
+    for position, percent in enumerate(share):
+        shares.annotate(f"{percent:.0f}%", (percent, position), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=8)  # fmt: skip
+    shares.axvline(MATMUL_TARGET, color="black", linestyle="--", linewidth=1)
+    shares.set_xlim(0, max(60, *share) * 1.2)
+    shares.set_xlabel(f"mnistlab, % of numpy's\nmatmul rate (dashed: {MATMUL_TARGET}%)")
+    speeds.set_yticks(range(len(groups)), [f"{model}\n{backend}" for model, backend in groups])
+    speeds.invert_yaxis()
+    speeds.set_xlabel("training images per second (median over rounds; whiskers: min to max)")
+    speeds.margins(x=0.3)
+    speeds.legend(loc="lower right", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=110)
+    return figure
+
+
+def chart_title(report: dict) -> str:
+    """The chart's title from a speed.json: the machine, numpy's rate and how it was timed."""
+    timing = ", ".join(
+        f"{value:,} {name}" if isinstance(value, int) else f"{value} {name}"
+        for name, value in (
+            ("rounds", report.get("rounds")),
+            ("images an epoch", report.get("train_images")),
+            ("epoch of each process", report.get("epoch_statistic")),
+        )
+        if value
+    )
+    matmul = max(report["matmul_gflops"])
+    return f"{report['cpu']}; numpy matrix multiply {matmul:.0f} GFLOP/s" + (
+        f"\n{timing}" if timing else ""
+    )
 
 
 def markdown(rows, matmul: float, args, elapsed: float) -> str:
@@ -284,7 +397,8 @@ def markdown(rows, matmul: float, args, elapsed: float) -> str:
         f"**{matmul:.1f} GFLOP/s** (best of the run). {args.rounds} rounds, interleaved, each "
         f"measurement a fresh process: one warm-up epoch, then {args.timed_epochs} timed "
         f"epoch(s) of {args.train_images} training + {args.val_images} validation images, "
-        "batch 200, Adam. Median over rounds; [min-max] over rounds. "
+        f"batch 200, Adam. A process's figure: the {args.epoch_statistic} of its timed "
+        "epochs. Median over rounds; [min-max] over rounds. "
         f"Whole run: {elapsed / 60:.1f} min.",
         "",
         f"Command: `python benchmarks/speed.py {' '.join(args.argv)}`".replace(" `", "`"),
@@ -332,6 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None)
     parser.add_argument("--rounds", type=int, default=3, help="repetitions per measurement")
     parser.add_argument("--timed-epochs", type=int, default=1, help="timed epochs per process")
+    parser.add_argument(
+        "--epoch-statistic",
+        choices=sorted(EPOCH_STATISTICS),
+        default="median",
+        help="a process's figure from its timed epochs: their median, or the fastest, which "
+        "leaves out time a shared host's other jobs took (default: median)",
+    )
+    parser.add_argument(
+        "--default-backend",
+        action="store_true",
+        help="time each network on the backend the command line trains it on (instead of "
+        "--backends): what users get",
+    )
     parser.add_argument("--train-images", type=int, default=6000, help="images per epoch")
     parser.add_argument("--val-images", type=int, default=1000, help="validation images/epoch")
     parser.add_argument("--sweep", action="store_true", help="compare compile settings instead")
@@ -377,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
         "choice for the network: on YNNPACK (row mnistlab-ynn-dot) or not (mnistlab-ynn-off)",
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
+    parser.add_argument(
+        "--replot",
+        metavar="FOLDER",
+        help="draw FOLDER/speed.png again from FOLDER/speed.json, timing nothing",
+    )
     # worker mode (one measurement; used by the benchmark itself)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
@@ -392,6 +524,8 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(mnistlab_worker(args)))
         return 0
+    if args.replot:
+        return replot(args.replot)
     if args.tiny:
         args.models, args.rounds, args.train_images, args.val_images = ["cnn"], 1, 400, 200
         args.backends = args.backends or ["tensorflow"]
@@ -423,11 +557,41 @@ def main(argv=None) -> int:
     text = markdown(rows, max(matmul), args, time.perf_counter() - started)
     with open(os.path.join(args.out, f"{name}.md"), "w") as handle:
         handle.write(text)
+    report = {
+        "cpu": machine_description(),
+        "matmul_gflops": matmul,
+        "rounds": args.rounds,
+        "train_images": args.train_images,
+        "epoch_statistic": args.epoch_statistic,
+        "rows": rows,
+    }
     with open(os.path.join(args.out, f"{name}.json"), "w") as handle:
-        json.dump(
-            {"cpu": machine_description(), "matmul_gflops": matmul, "rows": rows}, handle, indent=1
-        )
+        json.dump(report, handle, indent=1)
     print(text)
+    if not args.sweep:
+        draw_chart(args.out, report)
+    return 0
+
+
+def draw_chart(folder: str, report: dict) -> None:
+    """Writes folder/speed.png from a report (speed.json's contents), if matplotlib is there."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[plot]'): no speed.png")
+        return
+    plot(report["rows"], chart_title(report), os.path.join(folder, "speed.png"))
+    print(f"Chart: {os.path.join(folder, 'speed.png')}")
+
+
+def replot(folder: str) -> int:
+    """Draws folder/speed.png again from folder/speed.json, without timing anything."""
+    source = os.path.join(folder, "speed.json")
+    if not os.path.isfile(source):
+        print(f"error: no speed.json in {folder}", file=sys.stderr)
+        return 2
+    with open(source) as handle:
+        draw_chart(folder, json.load(handle))
     return 0
 
 

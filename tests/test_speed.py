@@ -256,6 +256,7 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     assert kernels["mnistlab"] is True and kernels["keras-onednn"] is True
     assert kernels["keras"] is default_onednn()
     assert "| cnn | **mnistlab** | tensorflow |" in (tmp_path / "speed.md").read_text()
+    assert (tmp_path / "speed.png").stat().st_size > 0
 
 
 def test_the_ynn_rows_force_the_other_matrix_products_on_jax_only(monkeypatch):
@@ -344,6 +345,80 @@ def test_the_jax_loop_row_is_for_the_mlp_on_jax():
     assert [job for job in speed.plan(args) if job[0] == "jax-loop"] == [
         ("jax-loop", "jax", "mlp", ())
     ]
+
+
+def test_default_backend_times_each_network_where_the_command_trains_it():
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    from mnistlab.backend import default_backend
+
+    args = speed.build_parser().parse_args(["--default-backend", "--backends", "torch"])
+    timed = {(impl, model): backend for impl, backend, model, _ in speed.plan(args)}
+    for model in speed.MODELS:
+        assert timed[("mnistlab", model)] == default_backend(model)
+        assert timed[("keras", model)] == default_backend(model)  # the plain script beside it
+    if importlib.util.find_spec("jax") and importlib.util.find_spec("torch"):
+        assert timed[("mnistlab", "mlp")] == "jax" and timed[("pytorch", "mlp")] == "torch"
+
+
+@pytest.mark.parametrize("statistic, expected", [("median", 3.0), ("fastest", 2.0)])
+def test_a_process_figure_is_the_median_or_the_fastest_of_its_timed_epochs(
+    monkeypatch, statistic, expected
+):
+    """Epochs of 9 (the warm-up, left out), 4, 2 and 3 s, and 1 s of fit outside the epochs,
+    shared over the 4 epochs: 3.25 s by the median, 2.25 s by the fastest."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    line = json.dumps({"epoch_seconds": [9.0, 4.0, 2.0, 3.0], "fit_seconds": 19.0})
+    done = subprocess.CompletedProcess([], 0, stdout=line + "\n", stderr="")
+    monkeypatch.setattr(speed.subprocess, "run", lambda *args, **kwargs: done)
+    args = speed.build_parser().parse_args(["--epoch-statistic", statistic])
+    args.timed_epochs, args.train_images, args.val_images = 3, 1000, 10
+    result = speed.run_measurement("keras", "tensorflow", "cnn", args)
+    assert result["seconds_per_epoch"] == pytest.approx(expected + 0.25)
+    assert result["images_per_second"] == pytest.approx(1000 / (expected + 0.25))
+
+
+def test_the_chart_draws_each_row_s_figures(tmp_path):
+    """Bar lengths against the rows' images/s and whiskers' ends against their [min, max]; the
+    second panel against mnistlab's % of the matrix-multiply rate; and --replot redraws it."""
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    def row(model, impl, backend, speed_, spread, percent=0.0):
+        return {"model": model, "implementation": impl, "backend": backend,
+                "images_per_second": speed_, "spread": spread, "percent_of_matmul": percent}  # fmt: skip
+
+    rows = [
+        row("cnn", "mnistlab", "tensorflow", 300.0, [250.0, 320.0], 41.0),
+        row("cnn", "keras", "tensorflow", 100.0, [90.0, 110.0]),
+        row("cnn", "pytorch", "torch", 150.0, [140.0, 160.0]),
+        row("mlp", "mnistlab", "jax", 800.0, [700.0, 900.0], 12.0),
+        row("mlp", "keras", "jax", 400.0, [400.0, 400.0]),
+    ]
+    figure = speed.plot(rows, "a title", str(tmp_path / "speed.png"))
+    speeds, shares = figure.axes
+    widths = sorted(round(bar.get_width()) for bar in speeds.patches)
+    assert widths == [100, 150, 300, 400, 800]
+    assert sorted(bar.get_width() for bar in shares.patches) == [12.0, 41.0]
+    texts = {text.get_text() for text in speeds.texts}
+    assert texts == {"3.00x Keras, 2.00x PyTorch", "2.00x Keras"}
+    whisker_ends = {
+        tuple(np.round(segment[:, 0]))
+        for collection in speeds.collections
+        for segment in collection.get_segments()
+    }
+    assert {(250, 320), (90, 110), (140, 160), (700, 900), (400, 400)} <= whisker_ends
+
+    report = {"cpu": "a CPU", "matmul_gflops": [100.0], "rows": rows}
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / "speed.json").write_text(json.dumps(report))
+    assert speed.main(["--replot", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "speed.png").stat().st_size > 0
+    assert speed.main(["--replot", str(tmp_path / "nowhere")]) == 2
 
 
 def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
