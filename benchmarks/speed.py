@@ -59,7 +59,7 @@ PLAIN = {
     "jax-loop": os.path.join(HERE, "plain", "jax_loop.py"),
 }
 # How a process's timed epochs make its one figure. "fastest": on a shared host whose
-# interference only adds time (this one's epochs fall into two modes, about 1.8x apart), the
+# interference only adds time (this one has spells that make an epoch up to 2x as long), the
 # fastest epoch is the process's own speed, as numpy's rate is the best of the run; the median
 # over rounds is taken either way.
 EPOCH_STATISTICS = {"median": statistics.median, "fastest": min}
