@@ -314,16 +314,21 @@ def plot(rows: list[dict], title: str, path: str):
     """
     from matplotlib.figure import Figure
 
-    groups = [(row["model"], row["backend"]) for row in rows if row["implementation"] == "mnistlab"]
-    figure = Figure(figsize=(10, 1.2 + 0.9 * len(groups)), layout="constrained")
+    ours = [row for row in rows if row["implementation"] == "mnistlab"]  # one group each
+
+    def beside(row, impl):  # the row of impl timed beside mnistlab's row (PyTorch: on torch)
+        backend = "torch" if impl == "pytorch" else row["backend"]
+        return row_of(rows, row["model"], impl, backend)
+
+    figure = Figure(figsize=(10, 1.2 + 0.9 * len(ours)), layout="constrained")
     speeds, shares = figure.subplots(1, 2, width_ratios=(3, 1), sharey=True)
     height = 0.8 / len(CHART_BARS)
     for index, (impl, label) in enumerate(CHART_BARS):
-        bars = []  # (y position, row)
-        for position, (model, backend) in enumerate(groups):
-            row = row_of(rows, model, impl, "torch" if impl == "pytorch" else backend)
-            if row:
-                bars.append((position + (index - 1) * height, row))
+        bars = [  # (y position, row)
+            (position + (index - 1) * height, found)
+            for position, row in enumerate(ours)
+            if (found := beside(row, impl))
+        ]
         if not bars:
             continue
         values = [row["images_per_second"] for _, row in bars]
@@ -333,34 +338,29 @@ def plot(rows: list[dict], title: str, path: str):
         ]
         positions = [position for position, _ in bars]
         speeds.barh(positions, values, height, xerr=whiskers, capsize=2, label=label)
-    for position, (model, backend) in enumerate(groups):
-        ours = speed_of(rows, model, "mnistlab", backend)
-        peers = (("keras", backend, "Keras"), ("pytorch", "torch", "PyTorch"))
+    for position, row in enumerate(ours):
         ratios = [
-            f"{ours / theirs:.2f}x {name}"
-            for impl, peer_backend, name in peers
-            if (theirs := speed_of(rows, model, impl, peer_backend))
+            f"{row['images_per_second'] / peer['images_per_second']:.2f}x {name}"
+            for impl, name in (("keras", "Keras"), ("pytorch", "PyTorch"))
+            if (peer := beside(row, impl))
         ]
-        fastest = row_of(rows, model, "mnistlab", backend)["spread"][1]
         speeds.annotate(
             ", ".join(ratios),
-            (fastest, position - height),
+            (row["spread"][1], position - height),  # right of the fastest round's whisker
             xytext=(6, 0),
             textcoords="offset points",
             va="center",
             fontsize=8,
         )
-    share = [
-        row_of(rows, model, "mnistlab", backend)["percent_of_matmul"] for model, backend in groups
-    ]
-    shares.barh(range(len(groups)), share, 0.5, color="C0")
+    share = [row["percent_of_matmul"] for row in ours]
+    shares.barh(range(len(ours)), share, 0.5, color="C0")
     for position, percent in enumerate(share):
         shares.annotate(f"{percent:.0f}%", (percent, position), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=8)  # fmt: skip
     shares.axvline(MATMUL_TARGET, color="black", linestyle="--", linewidth=1)
     shares.set_xlim(0, max(60, *share) * 1.2)
     shares.set_xlabel(f"mnistlab, % of numpy's\nmatmul rate (dashed: {MATMUL_TARGET}%)")
-    speeds.set_yticks(range(len(groups)), [f"{model}\n{backend}" for model, backend in groups])
+    speeds.set_yticks(range(len(ours)), [f"{row['model']}\n{row['backend']}" for row in ours])
     speeds.invert_yaxis()
     speeds.set_xlabel("training images per second (median over rounds; whiskers: min to max)")
     speeds.margins(x=0.3)
@@ -550,7 +550,7 @@ def main(argv=None) -> int:
             )
         matmul.append(matmul_gflops(matrix_size))
     rows = summarize(results, max(matmul), args)
-    from mnistlab.runs import machine_description
+    from mnistlab import runs
 
     name = "settings" if args.sweep else "speed"
     os.makedirs(args.out, exist_ok=True)
@@ -558,15 +558,14 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, f"{name}.md"), "w") as handle:
         handle.write(text)
     report = {
-        "cpu": machine_description(),
+        "cpu": runs.machine_description(),
         "matmul_gflops": matmul,
         "rounds": args.rounds,
         "train_images": args.train_images,
         "epoch_statistic": args.epoch_statistic,
         "rows": rows,
     }
-    with open(os.path.join(args.out, f"{name}.json"), "w") as handle:
-        json.dump(report, handle, indent=1)
+    runs.write_json(os.path.join(args.out, f"{name}.json"), report)
     print(text)
     if not args.sweep:
         draw_chart(args.out, report)
@@ -586,12 +585,13 @@ def draw_chart(folder: str, report: dict) -> None:
 
 def replot(folder: str) -> int:
     """Draws folder/speed.png again from folder/speed.json, without timing anything."""
+    from mnistlab import runs
+
     source = os.path.join(folder, "speed.json")
     if not os.path.isfile(source):
         print(f"error: no speed.json in {folder}", file=sys.stderr)
         return 2
-    with open(source) as handle:
-        draw_chart(folder, json.load(handle))
+    draw_chart(folder, runs.read_json(source))
     return 0
 
 

@@ -388,9 +388,15 @@ def test_the_chart_draws_each_row_s_figures(tmp_path):
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import speed
 
-    def row(model, impl, backend, speed_, spread, percent=0.0):
-        return {"model": model, "implementation": impl, "backend": backend,
-                "images_per_second": speed_, "spread": spread, "percent_of_matmul": percent}  # fmt: skip
+    def row(model, impl, backend, images_per_second, spread, percent=0.0):
+        return {
+            "model": model,
+            "implementation": impl,
+            "backend": backend,
+            "images_per_second": images_per_second,
+            "spread": spread,
+            "percent_of_matmul": percent,
+        }
 
     rows = [
         row("cnn", "mnistlab", "tensorflow", 300.0, [250.0, 320.0], 41.0),

@@ -181,7 +181,8 @@ def tensorflow_dropout(inputs, rate: float, seed_generator):
     the layer's seed generator as Keras seeds it, draws one 32-bit word for two elements (the
     first half of the elements take the low 16 bits, the second half the high ones), and one
     compiled kernel (XLA) turns the words into the scale, 1 / keep where a draw falls below
-    round(keep * 2**16), else 0; the input is multiplied by it, and so is the gradient. The same seed gives the same masks. Measured:
+    round(keep * 2**16), else 0; the input is multiplied by it, and so is the gradient. The
+    same seed gives the same masks. Measured:
     ``python benchmarks/ab_probe.py --compare dropout --backend tensorflow --model cnn``.
     """
     import tensorflow as tf
