@@ -84,7 +84,7 @@ def keras_pooling(model, reshape: bool = False):
     (reshape=True) made to pool by a reshape whatever the backend."""
     import keras
 
-    from mnistlab.layers import MaxPooling2D, pool_by_reshape
+    from mnistlab.fast.layers import MaxPooling2D, pool_by_reshape
 
     class ReshapePooling(MaxPooling2D):
         def call(self, inputs):
@@ -105,7 +105,7 @@ def keras_dropout(model):
     """A copy of the model (its weights too) with every mnistlab Dropout made Keras's."""
     import keras
 
-    from mnistlab.layers import Dropout
+    from mnistlab.fast.layers import Dropout
 
     def clone(layer):
         kind = keras.layers.Dropout if isinstance(layer, Dropout) else type(layer)
@@ -121,9 +121,9 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
     (recipe: the TrainConfig dict they compile with, its augmentation off)."""
     import keras
 
-    from mnistlab.config import TrainConfig
-    from mnistlab.models import create_model
-    from mnistlab.train import compile_model
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.models.registry import create_model
+    from mnistlab.training.train import compile_model
 
     _, ours, theirs = COMPARISONS[compare]
     models = {}
@@ -136,12 +136,12 @@ def build_pair(compare: str, model_name: str, recipe: dict, steps: int) -> dict:
         if compare == "products":  # its network is a clone, with weights of its own
             models[theirs].set_weights(models[ours].get_weights())
         if compare == "poolfirst":
-            from mnistlab import torch_step
+            from mnistlab.fast import torch_step
 
             if not torch_step.install(models[theirs], pool_first=False):
                 raise SystemExit(f"--compare poolfirst: {torch_step.refusal(models[theirs])}")
         if compare == "scan":
-            from mnistlab import jax_step
+            from mnistlab.fast import jax_step
 
             if not jax_step.install(models[ours], check=False):
                 raise SystemExit(f"--compare scan: {jax_step.refusal(models[ours])}")
@@ -171,17 +171,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     args = parser.parse_args(argv)
 
-    from mnistlab.backend import use_backend
+    from mnistlab.core.backend import use_backend
 
     use_backend(args.backend, args.model)  # the kernels `mnistlab train MODEL` runs
     import keras
     import numpy as np
 
     import mnistlab
-    from mnistlab import runs
-    from mnistlab.models import NUM_CLASSES, to_input
-    from mnistlab.runs import environment_versions, machine_description
-    from mnistlab.train import resolve_config
+    from mnistlab.core import runs
+    from mnistlab.core.runs import environment_versions, machine_description
+    from mnistlab.models.registry import NUM_CLASSES, to_input
+    from mnistlab.training.train import resolve_config
 
     (x_train, y_train), _ = mnistlab.load_mnist(args.data)
     x = to_input(x_train[: args.images])

@@ -35,17 +35,17 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    import mnistlab.speedrun  # noqa: F401  (registers the network)
-    from mnistlab.augment import (
+    import mnistlab.training.speedrun  # noqa: F401  (registers the network)
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.data.mnist import load_mnist
+    from mnistlab.models.registry import create_model, to_input
+    from mnistlab.training.augment import (
         graph_field_warp,
         graph_warp,
         random_warp,
         smooth_field,
         warp_dataset,
     )
-    from mnistlab.config import TrainConfig
-    from mnistlab.data import load_mnist
-    from mnistlab.models import create_model, to_input
 
     (x_train, y_train), _ = load_mnist()
     count = 512 if args.tiny else len(x_train)
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, HERE)
     from speed import write_table
 
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
 
     base = statistics.median(seconds["numpy arrays, no augmentation"])
     lines = [

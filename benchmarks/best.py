@@ -32,8 +32,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from mnistlab import runs  # noqa: E402
-from mnistlab.config import AUGMENTS  # noqa: E402
+from mnistlab.core import runs  # noqa: E402
+from mnistlab.core.config import AUGMENTS  # noqa: E402
 
 MODEL = "best"
 REPO = os.path.dirname(HERE)
@@ -168,8 +168,8 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from mnistlab.ensemble import member_trials
-    from mnistlab.executors import run_trials
+    from mnistlab.training.ensemble import member_trials
+    from mnistlab.training.executors import run_trials
 
     trials = member_trials(
         MODEL,

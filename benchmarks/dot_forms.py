@@ -37,7 +37,7 @@ def forms() -> dict:
     import jax
     import jax.numpy as jnp
 
-    from mnistlab.layers import written_out_transpose
+    from mnistlab.fast.layers import written_out_transpose
 
     f32, bf16 = jnp.float32, jnp.bfloat16
 
@@ -89,8 +89,8 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    from mnistlab import runs
-    from mnistlab.flops import matmul_gflops
+    from mnistlab.core import runs
+    from mnistlab.models.flops import matmul_gflops
 
     rng = np.random.default_rng(0)
     arrays = {

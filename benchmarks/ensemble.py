@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
-from mnistlab import runs  # noqa: E402
+from mnistlab.core import runs  # noqa: E402
 
 MODEL = "best"
 RESULTS = os.path.join(HERE, "results")
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from mnistlab.ensemble import build_ensemble, ensemble
+    from mnistlab.training.ensemble import build_ensemble, ensemble
 
     if args.weights and not args.runs:
         parser.error("--weights goes with --runs")

@@ -81,8 +81,9 @@ def test_digits(count: int):
     """(count, 28, 28) uint8 MNIST test images if MNIST is at hand, else the ring, fitted."""
     import numpy as np
 
-    from mnistlab.data import DataError, load_mnist
-    from mnistlab.preprocess import to_mnist
+    from mnistlab.data.idx import DataError
+    from mnistlab.data.mnist import load_mnist
+    from mnistlab.data.preprocess import to_mnist
 
     try:
         _, (x_test, _) = load_mnist(download=False)
@@ -123,10 +124,10 @@ def in_process(spec: str, counts: dict) -> dict:
     """Latency and batch throughput of both runtimes, on the model loaded once."""
     from PIL import Image
 
-    from mnistlab.evaluate import load_model
-    from mnistlab.export import keras_to_onnx
-    from mnistlab.inference import KerasPredictor, OnnxPredictor
-    from mnistlab.serve import predict_image
+    from mnistlab.models.saved import load_model
+    from mnistlab.serving.inference import KerasPredictor, OnnxPredictor
+    from mnistlab.serving.onnx_graph import keras_to_onnx
+    from mnistlab.serving.serve import predict_image
 
     model = load_model(spec)
     onnx_bytes = keras_to_onnx(model).SerializeToString()
@@ -376,8 +377,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, os.path.join(REPO, "src"))
-    from mnistlab import runs
-    from mnistlab.evaluate import PRETRAINED_MODEL
+    from mnistlab.core import runs
+    from mnistlab.models.saved import PRETRAINED_MODEL
 
     counts = dict(QUICK if args.quick else FULL)
     if args.duration:
@@ -387,7 +388,7 @@ def main(argv=None) -> int:
         if spec is None and os.path.exists(PRETRAINED_MODEL):
             spec, description = PRETRAINED_MODEL, "the shipped model"
         if spec is None:  # speed does not depend on the weights
-            from mnistlab.models import create_model
+            from mnistlab.models.registry import create_model
 
             spec = os.path.join(scratch, f"{args.architecture}.keras")
             create_model(args.architecture).save(spec)
@@ -398,7 +399,7 @@ def main(argv=None) -> int:
         print(json.dumps(local, indent=1), flush=True)
         # the server loads the exported file: the same ONNX Runtime model that `serve --model
         # RUN` builds in memory, without the seconds TensorFlow takes to import
-        from mnistlab.export import export_onnx
+        from mnistlab.serving.export import export_onnx
 
         onnx_path = os.path.join(scratch, "model.onnx")
         export_onnx(spec, onnx_path, check="synthetic")

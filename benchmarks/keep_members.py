@@ -20,14 +20,14 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from mnistlab import runs  # noqa: E402
+from mnistlab.core import runs  # noqa: E402
 
 LEFT_BEHIND = {runs.CHECKPOINT_FILE, ".lock"}  # training state a finished member no longer needs
 
 
 def keep(source: str, target: str) -> list[str]:
     """Copies each finished member folder of source into target; returns the names it copied."""
-    from mnistlab.evaluate import load_model
+    from mnistlab.models.saved import load_model
 
     kept = []
     for name in sorted(os.listdir(source)):

@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(REPO, "src"))
 
 from speed import BACKENDS, MODELS, installed_backends, run_timed, write_table  # noqa: E402
 
-from mnistlab import runs  # noqa: E402
+from mnistlab.core import runs  # noqa: E402
 
 TINY_SETTINGS = ["--epochs", "2", "--train-size", "600", "--val-size", "100"]
 
@@ -107,8 +107,8 @@ def summarize(results: dict) -> list[dict]:
 
 
 def markdown(rows: list[dict], args, elapsed: float) -> list[str]:
-    from mnistlab.models import REGISTRY
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
+    from mnistlab.models.registry import REGISTRY
 
     lines = [
         "# The main job on each backend",

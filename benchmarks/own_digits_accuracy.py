@@ -73,7 +73,7 @@ def score(rows: list[dict], results: list[dict]) -> dict:
 
 def markdown(table: dict, model: str, seconds: float, command: str) -> str:
     """The Markdown report: what was measured, how, and the table."""
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
 
     lines = [
         "# Accuracy on the own-digits check set",
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default=None, help="Keras backend")
     args = parser.parse_args(argv)
 
-    from mnistlab.backend import use_backend
+    from mnistlab.core.backend import use_backend
 
     use_backend(args.backend)
     import mnistlab

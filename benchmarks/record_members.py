@@ -25,8 +25,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from mnistlab import runs  # noqa: E402
-from mnistlab.models import MEASURED_FILE  # noqa: E402
+from mnistlab.core import runs  # noqa: E402
+from mnistlab.models.registry import MEASURED_FILE  # noqa: E402
 
 
 def member_errors(members_root: str) -> dict[str, list[dict]]:

@@ -22,10 +22,10 @@ import sys
 import time
 
 import mnistlab
-from mnistlab import runs
-from mnistlab.backend import use_backend
-from mnistlab.config import PRECISIONS
-from mnistlab.models import MEASURED_FILE, REGISTRY
+from mnistlab.core import runs
+from mnistlab.core.backend import use_backend
+from mnistlab.core.config import PRECISIONS
+from mnistlab.models.registry import MEASURED_FILE, REGISTRY
 
 TUTORIAL_MODELS = ["mlp", "cnn", "larger_cnn", "branch_cnn"]
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     runs.write_json(os.path.join(args.results, f"{name}.json"), summary)
     if args.record and not args.tiny:
         recorded = {
-            **mnistlab.models.measured_errors(),
+            **mnistlab.models.registry.measured_errors(),
             **{
                 model: {k: row[k] for k in ("error_mean", "error_std", "runs")}
                 for model, row in summary.items()

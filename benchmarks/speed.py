@@ -6,7 +6,7 @@ For each of the tutorial's networks, on every installed backend, in one run, int
 - mnistlab: ``mnistlab.train`` with the settings users get (FAST_SETTINGS, and precision auto:
   mixed bfloat16 for the tutorial's CNNs on a CPU with bfloat16 instructions, else float32);
   --float32 and --bf16 add rows that force either precision, --keras-adam one with Keras's own
-  Adam instead of the fused one (mnistlab.optimizers), --keras-step on PyTorch and JAX one with
+  Adam instead of the fused one (mnistlab.fast.optimizers), --keras-step on PyTorch and JAX one with
   Keras's own training step instead of mnistlab's (the lean one of mnistlab.torch_step, the
   scanned one of mnistlab.jax_step), --ynn-ab on JAX one with
   XLA's matrix products on YNNPACK or not, the other way from mnistlab's choice for the network;
@@ -76,11 +76,13 @@ def mnistlab_worker(args) -> dict:
     Like the command line, which trains one network a process, it first sets TensorFlow's
     kernels up for that network (backend.use_backend with the model's name).
     """
-    from mnistlab.backend import use_backend
+    from mnistlab.core.backend import use_backend
+    from mnistlab.models import get_spec
 
-    use_backend(args.backend, args.model)
+    use_backend(args.backend, get_spec(args.model))
     import mnistlab
-    from mnistlab import flops, runs
+    from mnistlab.core import runs
+    from mnistlab.models import flops
 
     (x_train, y_train), (x_test, y_test) = mnistlab.load_mnist()
     data = (
@@ -151,7 +153,7 @@ def run_measurement(impl: str, backend: str, model: str, args, settings=()) -> d
     if impl == "keras-onednn":
         env["TF_ENABLE_ONEDNN_OPTS"] = "1"
     if impl in YNN_ROWS:  # the user's own XLA_FLAGS win over mnistlab's choice (backend.py)
-        from mnistlab.config import JAX_YNN_DEFAULT, JAX_YNN_FLAG, XLA_FLAGS_ENV
+        from mnistlab.core.config import JAX_YNN_DEFAULT, JAX_YNN_FLAG, XLA_FLAGS_ENV
 
         env[XLA_FLAGS_ENV] = f"{JAX_YNN_FLAG}={JAX_YNN_DEFAULT if YNN_ROWS[impl] else ''}"
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), env.get("PYTHONPATH", "")])
@@ -194,7 +196,7 @@ def write_table(folder: str, name: str, lines: list[str]) -> str:
 
 
 def installed_backends() -> list[str]:
-    from mnistlab.backend import is_installed
+    from mnistlab.core.backend import is_installed
 
     return [name for name in BACKENDS if is_installed(name)]
 
@@ -204,14 +206,16 @@ def model_backends(args, model: str) -> list[str]:
     command line trains it on where the user names none (backend.default_backend)."""
     if not args.default_backend:
         return args.backends
-    from mnistlab.backend import default_backend
+    from mnistlab.core.backend import default_backend
+    from mnistlab.models import get_spec
 
-    return [default_backend(model)]
+    return [default_backend(get_spec(model))]
 
 
 def plan(args) -> list[tuple]:
     """(implementation, backend, model, settings) for every measurement of one round."""
-    from mnistlab.backend import wants_ynn
+    from mnistlab.core.backend import wants_ynn
+    from mnistlab.models import get_spec
 
     jobs = []
     for model in args.models:
@@ -232,7 +236,7 @@ def plan(args) -> list[tuple]:
             if args.keras_step and backend in ("torch", "jax"):
                 jobs.append(("mnistlab-keras-step", backend, model, ("lean_step=false",)))
             if args.ynn_ab and backend == "jax":
-                jobs.append(("mnistlab-ynn-off" if wants_ynn(model) else "mnistlab-ynn-dot",
+                jobs.append(("mnistlab-ynn-off" if wants_ynn(get_spec(model)) else "mnistlab-ynn-dot",
                              backend, model, ()))  # fmt: skip
             jobs.append(("keras", backend, model, ()))
             if backend == "tensorflow" and args.plain_onednn:
@@ -388,7 +392,7 @@ def chart_title(report: dict) -> str:
 
 
 def markdown(rows, matmul: float, args, elapsed: float) -> str:
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
 
     lines = [
         "# Training speed",
@@ -533,7 +537,7 @@ def main(argv=None) -> int:
     args.backends = args.backends or installed_backends()
 
     started = time.perf_counter()
-    from mnistlab.flops import matmul_gflops
+    from mnistlab.models.flops import matmul_gflops
 
     matrix_size = 512 if args.tiny else 2048
     matmul = [matmul_gflops(matrix_size)]
@@ -550,7 +554,7 @@ def main(argv=None) -> int:
             )
         matmul.append(matmul_gflops(matrix_size))
     rows = summarize(results, max(matmul), args)
-    from mnistlab import runs
+    from mnistlab.core import runs
 
     name = "settings" if args.sweep else "speed"
     os.makedirs(args.out, exist_ok=True)
@@ -585,7 +589,7 @@ def draw_chart(folder: str, report: dict) -> None:
 
 def replot(folder: str) -> int:
     """Draws folder/speed.png again from folder/speed.json, without timing anything."""
-    from mnistlab import runs
+    from mnistlab.core import runs
 
     source = os.path.join(folder, "speed.json")
     if not os.path.isfile(source):

@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     if not args.tiny:  # the smoke test needs the code path once, not the measurement twice
         sticks.append(yardstick(args))
 
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
 
     command = "python benchmarks/speedrun.py " + " ".join(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.out, exist_ok=True)

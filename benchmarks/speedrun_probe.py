@@ -1,6 +1,6 @@
 """How the speedrun's networks and settings were chosen: candidates side by side, seeds 1 and 2.
 
-Each candidate is `mnistlab speedrun` itself (mnistlab.speedrun.run_speedrun: the same
+Each candidate is `mnistlab speedrun` itself (mnistlab.training.speedrun.run_speedrun: the same
 training, clock and test measure) with a target's settings and a few of them changed:
 the network, its batch normalisation's momentum, the peak rate, how many of the training
 images it sees, how many epochs. Candidates:
@@ -46,8 +46,8 @@ CANDIDATES = [
 
 def register_probe_network() -> None:
     """`speedrun_large` at Keras's default batch normalisation momentum, for the first row."""
-    from mnistlab.models import register
-    from mnistlab.speedrun import recipe, speedrun_large
+    from mnistlab.models.registry import register
+    from mnistlab.models.small import recipe, speedrun_large
 
     register("probe_large_m099", "speedrun_large at momentum 0.99 (probe only)", **recipe("99.0"))(
         lambda: speedrun_large(momentum=0.99)
@@ -60,8 +60,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     args = parser.parse_args(argv)
 
-    from mnistlab.data import load_mnist
-    from mnistlab.speedrun import TARGETS, run_speedrun
+    from mnistlab.data.mnist import load_mnist
+    from mnistlab.models.small import TARGETS
+    from mnistlab.training.speedrun import run_speedrun
 
     register_probe_network()
     data = load_mnist()
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, HERE)
     from speed import write_table
 
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
 
     lines = [
         f"# Speedrun probe: networks and settings (seeds {', '.join(map(str, SEEDS))})",

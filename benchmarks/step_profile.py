@@ -58,7 +58,7 @@ def build(variant: str):
     import keras
     from keras import layers, ops
 
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
 
     if variant == "as written":
         return create_model("cnn")
@@ -120,7 +120,7 @@ def worker(args) -> dict:
     import keras
     import numpy as np
 
-    from mnistlab.data import load_mnist
+    from mnistlab.data.mnist import load_mnist
 
     keras.utils.set_random_seed(1)
     (x_train, y_train), (x_test, _) = load_mnist()
@@ -173,8 +173,8 @@ def op_table(rounds: int, calls: int) -> tuple[list[dict], float]:
     import numpy as np
     import tensorflow as tf
 
-    from mnistlab.data import load_mnist
-    from mnistlab.models import create_model
+    from mnistlab.data.mnist import load_mnist
+    from mnistlab.models.registry import create_model
 
     (x_train, y_train), _ = load_mnist()
     rng = np.random.default_rng(0)
@@ -275,8 +275,8 @@ def main(argv=None) -> int:
 
     from speed import write_table
 
-    from mnistlab.flops import matmul_gflops
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
+    from mnistlab.models.flops import matmul_gflops
 
     matmul = matmul_gflops(512 if args.tiny else 2048)
     total = sum(row["ms"] for row in rows)

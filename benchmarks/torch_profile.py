@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     args = parser.parse_args(argv)
 
-    from mnistlab.backend import use_backend
+    from mnistlab.core.backend import use_backend
 
     use_backend("torch", args.model)
     import keras
@@ -44,11 +44,11 @@ def main(argv=None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     import mnistlab
-    from mnistlab import runs
-    from mnistlab.backend import resolve_precision
-    from mnistlab.config import TrainConfig
-    from mnistlab.models import NUM_CLASSES, create_model, to_input
-    from mnistlab.train import compile_model, resolve_config
+    from mnistlab.core import runs
+    from mnistlab.core.backend import resolve_precision
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.models.registry import NUM_CLASSES, create_model, to_input
+    from mnistlab.training.train import compile_model, resolve_config
 
     (x_train, y_train), _ = mnistlab.load_mnist(args.data)
     x = to_input(x_train[: args.images])

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
-from mnistlab import runs  # noqa: E402
+from mnistlab.core import runs  # noqa: E402
 
 VIEWS = {  # name -> keyword arguments of augment.affine_warp
     "image": {},
@@ -53,9 +53,9 @@ def view_probabilities(model, images) -> dict:
     """{view: (N, 10) probabilities} for (N, 28, 28) uint8 images."""
     import numpy as np
 
-    from mnistlab.augment import affine_warp
-    from mnistlab.evaluate import PREDICT_BATCH
-    from mnistlab.models import to_input
+    from mnistlab.models.registry import to_input
+    from mnistlab.models.saved import PREDICT_BATCH
+    from mnistlab.training.augment import affine_warp
 
     inputs = to_input(images)
     return {
@@ -83,8 +83,8 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from mnistlab.data import load_mnist
-    from mnistlab.evaluate import TTA_SHIFTS, load_model
+    from mnistlab.data.mnist import load_mnist
+    from mnistlab.models.saved import TTA_SHIFTS, load_model
 
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
     started = time.perf_counter()
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, HERE)
     from speed import write_table
 
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
 
     result = {
         "command": "python benchmarks/tta.py --runs "

@@ -43,7 +43,7 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
-from mnistlab.predict import save_input
+from mnistlab.serving.predict import save_input
 
 folder = sys.argv[1]
 photo = ImageOps.exif_transpose(Image.open(f"{folder}/photo-4.jpg")).convert("L")
@@ -58,16 +58,16 @@ mnistlab maximize "$CNN_RUN" --out "$FIGURES/maximize.png"
 # 9. responses-add.png: the feature maps after the branch_cnn's element-wise Add
 mnistlab responses "$BRANCH_RUN" test:0 --layer branch_add --out "$FIGURES/responses-add.png"
 
-# 10. augment.png: the first training image, warped by mnistlab.augment.random_warp
+# 10. augment.png: the first training image, warped by mnistlab.training.augment.random_warp
 python - "$FIGURES" <<'EOF'
 import sys
 
 import numpy as np
 
 import mnistlab
-from mnistlab import visualize
-from mnistlab.augment import random_warp
-from mnistlab.models import to_input
+from mnistlab import inspect as visualize
+from mnistlab.training.augment import random_warp
+from mnistlab.models.registry import to_input
 
 (x_train, _), _ = mnistlab.load_mnist()
 rng = np.random.default_rng(0)
@@ -85,9 +85,9 @@ import sys
 import numpy as np
 
 import mnistlab
-from mnistlab import visualize
-from mnistlab.layers import Deskew
-from mnistlab.models import to_input
+from mnistlab import inspect as visualize
+from mnistlab.models.layers import Deskew
+from mnistlab.models.registry import to_input
 
 (x_train, y_train), _ = mnistlab.load_mnist()
 images = to_input(x_train[:8])

@@ -13,7 +13,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # mnistlab's settings for TensorFlow (its oneDNN kernels) before any test module imports Keras,
 # so that in-process tests run the kernels users get
-from mnistlab.backend import use_backend  # noqa: E402
+from mnistlab.core.backend import use_backend  # noqa: E402
 
 use_backend(None)
 # The README's command gives MNISTLAB_DATA relative to the repository (../shared/data/mnist);
@@ -92,7 +92,7 @@ def recorded_step_check(step: str) -> str:
     ``step`` as the training step both times."""
     return f"""
 import mnistlab
-from mnistlab import runs
+from mnistlab.core import runs
 with tempfile.TemporaryDirectory() as folder:
     digits = (rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60))
     run = mnistlab.train("mlp", data=(digits, digits), out=os.path.join(folder, "run"),

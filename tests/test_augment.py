@@ -5,8 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from mnistlab import runs
-from mnistlab.augment import (
+from mnistlab.core import runs
+from mnistlab.core.config import TrainConfig
+from mnistlab.training.augment import (
     ELASTIC_ALPHA,
     ELASTIC_SIGMA,
     SHIFT,
@@ -20,7 +21,6 @@ from mnistlab.augment import (
     tensorflow_available,
     training_inputs,
 )
-from mnistlab.config import TrainConfig
 
 
 def disk_images(count, radius=8.0, seed=0):
@@ -325,7 +325,7 @@ def test_ema_run_saves_the_averaged_weights_not_the_last_ones(tiny_data, tmp_pat
 
 def test_endless_input_gets_a_steps_per_execution_that_divides_the_epoch():
     """Keras runs a compiled call to its full length on endless input: it must end the epoch."""
-    from mnistlab.train import compile_settings
+    from mnistlab.training.train import compile_settings
 
     assert compile_settings(config(steps_per_execution=20), 469)["steps_per_execution"] == 7
     assert compile_settings(config(steps_per_execution=20), 480)["steps_per_execution"] == 20

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from mnistlab.runs import read_json
+from mnistlab.core.runs import read_json
+from mnistlab.models import get_spec
 from tests.conftest import ONEDNN, fresh_python, run_cli
 
 
@@ -23,7 +24,7 @@ from tests.conftest import ONEDNN, fresh_python, run_cli
 def test_tensorflow_gets_onednn_unless_the_user_chose(backend, user_setting, expected):
     code = (
         "import os, sys\n"
-        "from mnistlab.backend import use_backend\n"
+        "from mnistlab.core.backend import use_backend\n"
         f"use_backend({backend!r})\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
         f"print(os.environ.get({ONEDNN!r}))"
@@ -37,10 +38,10 @@ def test_the_setting_reaches_tensorflow_and_the_run_record(user_setting, expecte
     """TensorFlow's own report of its kernels after mnistlab imported Keras, and what a run's
     meta.json records of it."""
     code = (
-        "from mnistlab.backend import keras\n"
+        "from mnistlab.core.backend import keras\n"
         "keras()\n"
         "from tensorflow.python.util import _pywrap_util_port\n"
-        "from mnistlab.runs import environment_versions\n"
+        "from mnistlab.core.runs import environment_versions\n"
         "print(bool(_pywrap_util_port.IsMklEnabled()), environment_versions()['onednn'])"
     )
     changes = {ONEDNN: user_setting} if user_setting is not None else {}
@@ -51,7 +52,7 @@ def test_nothing_is_set_once_tensorflow_is_loaded():
     """With TensorFlow already loaded the setting could no longer apply, so none is made."""
     code = (
         "import os, tensorflow\n"
-        "from mnistlab.backend import use_backend\n"
+        "from mnistlab.core.backend import use_backend\n"
         "use_backend('tensorflow')\n"
         f"print(os.environ.get({ONEDNN!r}))"
     )
@@ -80,9 +81,10 @@ def test_the_network_decides_the_kernels(tmp_path, argv, expected):
     argv = [part.format(**folders) for part in argv]
     code = (
         "import os, sys\n"
-        "from mnistlab.backend import use_backend\n"
-        "from mnistlab.cli import build_parser, network_of\n"
-        f"use_backend('tensorflow', network_of(build_parser().parse_args({argv!r})))\n"
+        "from mnistlab.core.backend import use_backend\n"
+        "from mnistlab.commands.main import build_parser, network_of\n"
+        "from mnistlab.models import REGISTRY\n"
+        f"use_backend('tensorflow', REGISTRY.get(network_of(build_parser().parse_args({argv!r}))))\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
         f"print(os.environ.get({ONEDNN!r}))"
     )
@@ -94,7 +96,7 @@ def test_the_python_api_keeps_onednn_on_even_for_the_mlp(tmp_path):
     when it loads: mnistlab.train('mlp') must not turn them off for the CNN that follows."""
     code = (
         "import json, numpy as np, mnistlab\n"
-        "from mnistlab.runs import tensorflow_onednn\n"
+        "from mnistlab.core.runs import tensorflow_onednn\n"
         "x = np.zeros((40, 28, 28), np.uint8); y = np.arange(40, dtype=np.uint8) % 10\n"
         "metas = []\n"
         "for name in ('mlp', 'cnn'):\n"
@@ -122,7 +124,7 @@ def test_the_machine_record_names_the_instructions_that_decide_tensorflow_s_kern
 ):
     import os
 
-    from mnistlab.runs import machine_description
+    from mnistlab.core.runs import machine_description
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
@@ -139,7 +141,7 @@ def test_the_machine_record_names_the_instructions_that_decide_tensorflow_s_kern
     ],
 )
 def test_bfloat16_hardware_is_read_from_the_cpu_flags(tmp_path, flags, expected):
-    from mnistlab.backend import bfloat16_in_hardware
+    from mnistlab.core.backend import bfloat16_in_hardware
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
@@ -163,30 +165,31 @@ def test_bfloat16_hardware_is_read_from_the_cpu_flags(tmp_path, flags, expected)
 def test_auto_precision_is_bfloat16_only_where_it_was_measured_to_pay(
     monkeypatch, model, hardware, onednn, expected
 ):
-    from mnistlab import backend, runs
+    from mnistlab.core import backend
 
     monkeypatch.setattr(backend, "bfloat16_in_hardware", lambda: hardware)
-    monkeypatch.setattr(runs, "tensorflow_onednn", lambda: onednn)
-    assert backend.resolve_precision("auto", model) == expected
+    monkeypatch.setattr(backend, "tensorflow_onednn", lambda: onednn)
+    assert backend.resolve_precision("auto", get_spec(model)) == expected
     # an explicit choice is kept, whatever the machine
-    assert backend.resolve_precision("float32", model) == "float32"
-    assert backend.resolve_precision("mixed_bfloat16", model) == "mixed_bfloat16"
+    assert backend.resolve_precision("float32", get_spec(model)) == "float32"
+    assert backend.resolve_precision("mixed_bfloat16", get_spec(model)) == "mixed_bfloat16"
 
 
 def test_bfloat16_products_is_refused_on_tensorflow_with_a_way_out():
-    from mnistlab import backend
+    from mnistlab.core import backend
 
     with pytest.raises(ValueError, match="PyTorch backends only, not on tensorflow; use --backend"):
-        backend.resolve_precision("bfloat16_products", "mlp")
+        backend.resolve_precision("bfloat16_products", get_spec("mlp"))
 
 
 AUTO_ON_JAX_AND_TORCH = """
-from mnistlab import backend
+from mnistlab.core import backend
+from mnistlab.models import get_spec
 answers = []
 for hardware in (True, False):
     backend.bfloat16_in_hardware = lambda: hardware
-    answers += [backend.resolve_precision("auto", name) for name in ("mlp", "cnn", "best")]
-answers.append(backend.resolve_precision("bfloat16_products", "cnn"))  # an explicit choice
+    answers += [backend.resolve_precision("auto", get_spec(name)) for name in ("mlp", "cnn", "best")]
+answers.append(backend.resolve_precision("bfloat16_products", get_spec("cnn")))  # an explicit choice
 print(answers)
 """
 
@@ -203,10 +206,10 @@ def test_auto_precision_on_jax_and_torch_is_bfloat16_products_where_measured(bac
 
 
 def test_an_unknown_precision_names_the_choices():
-    from mnistlab.backend import resolve_precision
+    from mnistlab.core.backend import resolve_precision
 
     with pytest.raises(ValueError, match="auto, float32, mixed_bfloat16"):
-        resolve_precision("float16", "cnn")
+        resolve_precision("float16", None)
 
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type"  # config.JAX_YNN_FLAG, written out as the reference
@@ -224,14 +227,14 @@ YNN = "--xla_cpu_experimental_ynn_fusion_type"  # config.JAX_YNN_FLAG, written o
 )
 def test_jax_gets_ynnpack_matrix_products_unless_the_user_chose(backend, user_flags, expected):
     pytest.importorskip("jax")
-    from mnistlab.backend import jaxlib_at_least
-    from mnistlab.config import JAX_YNN_SINCE
+    from mnistlab.core.backend import jaxlib_at_least
+    from mnistlab.core.config import JAX_YNN_SINCE
 
     if backend == "jax" and not jaxlib_at_least(JAX_YNN_SINCE):
         expected = user_flags  # an older jaxlib would stop at a flag it does not know
     code = (
         "import os, sys\n"
-        "from mnistlab.backend import use_backend\n"
+        "from mnistlab.core.backend import use_backend\n"
         f"use_backend({backend!r})\n"
         "assert 'jax' not in sys.modules and 'keras' not in sys.modules\n"
         "print(repr(os.environ.get('XLA_FLAGS')))"
@@ -250,16 +253,17 @@ def test_jax_gets_ynnpack_matrix_products_unless_the_user_chose(backend, user_fl
 )
 def test_the_network_decides_the_matrix_products_on_jax(argv, expected):
     pytest.importorskip("jax")
-    from mnistlab.backend import jaxlib_at_least
-    from mnistlab.config import JAX_YNN_SINCE
+    from mnistlab.core.backend import jaxlib_at_least
+    from mnistlab.core.config import JAX_YNN_SINCE
 
     if not jaxlib_at_least(JAX_YNN_SINCE):
         expected = ""
     code = (
         "import os, sys\n"
-        "from mnistlab.backend import use_backend\n"
-        "from mnistlab.cli import build_parser, network_of\n"
-        f"use_backend('jax', network_of(build_parser().parse_args({argv!r})))\n"
+        "from mnistlab.core.backend import use_backend\n"
+        "from mnistlab.commands.main import build_parser, network_of\n"
+        "from mnistlab.models import REGISTRY\n"
+        f"use_backend('jax', REGISTRY.get(network_of(build_parser().parse_args({argv!r}))))\n"
         "assert 'jax' not in sys.modules and 'keras' not in sys.modules\n"
         "print(repr(os.environ.get('XLA_FLAGS', '')))"
     )
@@ -274,8 +278,8 @@ def test_a_trained_run_records_its_network_s_matrix_products_on_jax(
     the Python API, and that later call keeps the network's choice (the MLP once ran the whole
     command on YNNPACK's dots that way)."""
     pytest.importorskip("jax")
-    from mnistlab.backend import jaxlib_at_least
-    from mnistlab.config import JAX_YNN_SINCE
+    from mnistlab.core.backend import jaxlib_at_least
+    from mnistlab.core.config import JAX_YNN_SINCE
 
     if not jaxlib_at_least(JAX_YNN_SINCE):
         expected = ""
@@ -291,17 +295,17 @@ def test_jax_runs_with_the_flag_and_the_run_record_keeps_it():
     product gives numpy's answer under it, and meta.json's versions record the flags."""
     pytest.importorskip("jax")
     code = (
-        "from mnistlab.backend import keras\n"
+        "from mnistlab.core.backend import keras\n"
         "keras()\n"
         "import jax, numpy as np\n"
         "a = np.random.default_rng(0).normal(size=(64, 300)).astype('float32')\n"
         "b = np.random.default_rng(1).normal(size=(300, 20)).astype('float32')\n"
         "np.testing.assert_allclose(np.asarray(jax.jit(lambda x, y: x @ y)(a, b)), a @ b, rtol=1e-4, atol=1e-4)\n"
-        "from mnistlab.runs import environment_versions\n"
+        "from mnistlab.core.runs import environment_versions\n"
         "print(environment_versions()['xla_flags'])"
     )
-    from mnistlab.backend import jaxlib_at_least
-    from mnistlab.config import JAX_YNN_SINCE
+    from mnistlab.core.backend import jaxlib_at_least
+    from mnistlab.core.config import JAX_YNN_SINCE
 
     expected = f"{YNN}=dot" if jaxlib_at_least(JAX_YNN_SINCE) else ""
     assert fresh_python(code, KERAS_BACKEND="jax", XLA_FLAGS="") == expected
@@ -310,15 +314,14 @@ def test_jax_runs_with_the_flag_and_the_run_record_keeps_it():
 def test_the_default_backend_is_the_network_s_own_where_installed(monkeypatch):
     import dataclasses
 
-    from mnistlab.backend import default_backend
-    from mnistlab.models import REGISTRY
+    from mnistlab.core.backend import default_backend
+    from mnistlab.models.registry import REGISTRY
 
     monkeypatch.setitem(REGISTRY, "cnn", dataclasses.replace(REGISTRY["cnn"], backend="torch"))
-    assert default_backend("cnn", installed=lambda backend: True) == "torch"
-    assert default_backend("cnn", installed=lambda backend: False) == "tensorflow"  # fallback
-    assert default_backend("larger_cnn") == "tensorflow"  # names none
+    assert default_backend(REGISTRY["cnn"], installed=lambda backend: True) == "torch"
+    assert default_backend(REGISTRY["cnn"], installed=lambda backend: False) == "tensorflow"
+    assert default_backend(REGISTRY["larger_cnn"]) == "tensorflow"  # names none
     assert default_backend(None) == "tensorflow"
-    assert default_backend("no-such-network") == "tensorflow"
 
 
 @pytest.mark.parametrize(
@@ -336,10 +339,11 @@ def test_the_command_line_trains_each_network_on_its_fastest_backend(argv, env, 
         expected = "tensorflow"  # not installed: the default
     code = (
         "import sys\n"
-        "from mnistlab.backend import use_backend\n"
-        "from mnistlab.cli import backend_of, build_parser, network_of\n"
+        "from mnistlab.core.backend import use_backend\n"
+        "from mnistlab.commands.main import backend_of, build_parser, network_of\n"
+        "from mnistlab.models import REGISTRY\n"
         f"args = build_parser().parse_args({argv!r})\n"
-        "print(use_backend(backend_of(args), network_of(args)))\n"
+        "print(use_backend(backend_of(args), REGISTRY.get(network_of(args) or '')))\n"
         "assert 'keras' not in sys.modules"
     )
     assert fresh_python(code, **env) == expected
@@ -367,9 +371,10 @@ def test_a_resumed_run_goes_on_on_its_own_backend(tmp_path, argv, env, expected)
             (tmp_path / name / file).write_text(text)
     argv = [part.format(run=tmp_path / "run", bare=tmp_path / "bare") for part in argv]
     code = (
-        "from mnistlab.backend import use_backend\n"
-        "from mnistlab.cli import backend_of, build_parser, network_of\n"
+        "from mnistlab.core.backend import use_backend\n"
+        "from mnistlab.commands.main import backend_of, build_parser, network_of\n"
+        "from mnistlab.models import REGISTRY\n"
         f"args = build_parser().parse_args({argv!r})\n"
-        "print(use_backend(backend_of(args), network_of(args)))"
+        "print(use_backend(backend_of(args), REGISTRY.get(network_of(args) or '')))"
     )
     assert fresh_python(code, **env) == expected

@@ -40,14 +40,14 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def drawing_model(tmp_path_factory):
     """A model that recognises drawn digits: the shipped one, else one trained briefly."""
-    from mnistlab.evaluate import PRETRAINED_MODEL
+    from mnistlab.models.saved import PRETRAINED_MODEL
 
     if os.path.exists(PRETRAINED_MODEL):
         return None
     if not real_data_path():
         pytest.skip("no shipped model and no MNIST ($MNISTLAB_DATA) to train one on")
     import mnistlab
-    from mnistlab.data import load_mnist
+    from mnistlab.data.mnist import load_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist()
     folder = str(tmp_path_factory.mktemp("browser") / "cnn")
@@ -61,8 +61,8 @@ def server_url(drawing_model):
     """The app served by uvicorn on a free loopback port, in a thread of this process."""
     import uvicorn
 
-    from mnistlab.inference import load_predictor
-    from mnistlab.serve import create_app
+    from mnistlab.serving.inference import load_predictor
+    from mnistlab.serving.serve import create_app
 
     app = create_app(load_predictor(drawing_model))
     with socket.socket() as probe:

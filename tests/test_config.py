@@ -1,6 +1,6 @@
 import pytest
 
-from mnistlab.config import TrainConfig
+from mnistlab.core.config import TrainConfig
 
 
 def test_defaults_follow_the_tutorial():

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import data
-from mnistlab.data import DataError, Mirror, find_source, load_mnist, read_idx, write_idx
+from mnistlab.data import mnist as data
+from mnistlab.data.idx import DataError, read_idx, write_idx
+from mnistlab.data.mnist import Mirror, find_source, load_mnist
 
 REAL_DATA = os.environ.get("MNISTLAB_DATA")  # read before the fixture below clears it
 NAMES = data.IDX_FILES  # role -> IDX file name

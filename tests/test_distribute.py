@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mnistlab
-from mnistlab import runs
+from mnistlab.core import runs
 
 pytest.importorskip("jax", reason="data-parallel training needs the JAX backend (mnistlab[jax])")
 
@@ -131,7 +131,7 @@ def test_run_folder_records_the_distribution(two_device_runs):
 
 
 def test_other_backends_are_refused_with_a_clear_message(tmp_path):
-    from mnistlab.backend import use_backend
+    from mnistlab.core.backend import use_backend
 
     if use_backend(None) == "jax":
         pytest.skip("this process runs on JAX; the refusal is for the other backends")

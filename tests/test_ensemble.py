@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
-from mnistlab import runs
-from mnistlab.config import TrainConfig
-from mnistlab.ensemble import average_models, build_ensemble, member_trials
-from mnistlab.train import prepare_data
+from mnistlab.core import runs
+from mnistlab.core.config import TrainConfig
+from mnistlab.training.ensemble import average_models, build_ensemble, member_trials
+from mnistlab.training.train import prepare_data
 from tests.conftest import run_cli
 
 
@@ -55,7 +55,7 @@ def test_ensemble_is_the_mean_of_hand_computed_probabilities(tmp_path):
 def test_weighted_ensemble_is_the_weighted_mean_by_hand_and_survives_saving(tmp_path):
     import keras
 
-    import mnistlab.layers  # noqa: F401  (registers WeightedAverage for keras.saving)
+    import mnistlab.models.layers  # noqa: F401  (registers WeightedAverage for keras.saving)
 
     (first, (w1, b1)), (second, (w2, b2)) = tiny_member(1), tiny_member(2)
     images = np.random.default_rng(4).random((5, 28, 28, 1)).astype("float32")
@@ -116,7 +116,8 @@ def test_validation_folds_are_disjoint_slices_from_the_end():
 
 def test_build_ensemble_writes_a_folder_evaluate_accepts(trained_run, tiny_data, tmp_path):
     import mnistlab
-    from mnistlab.evaluate import evaluate, load_model
+    from mnistlab.inspect.evaluate import evaluate
+    from mnistlab.models.saved import load_model
 
     out = str(tmp_path / "ensemble")
     metrics = build_ensemble([trained_run, trained_run], out, data=tiny_data)
@@ -162,7 +163,7 @@ def test_cli_refuses_bad_member_counts(tmp_path):
 
 def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, tiny_npz, tmp_path):
     import mnistlab
-    from mnistlab.evaluate import load_model, predict_probabilities
+    from mnistlab.models.saved import load_model, predict_probabilities
 
     mlp = str(tmp_path / "mlp")
     mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
@@ -204,7 +205,7 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
 
 def test_cli_weights_runs_and_records_the_weights(trained_run, tiny_data, tiny_npz, tmp_path):
     import mnistlab
-    from mnistlab.evaluate import load_model, predict_probabilities
+    from mnistlab.models.saved import load_model, predict_probabilities
 
     mlp = str(tmp_path / "mlp")
     mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
@@ -225,7 +226,7 @@ def test_cli_weights_runs_and_records_the_weights(trained_run, tiny_data, tiny_n
 
 
 def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, capsys):
-    from mnistlab.cli import main
+    from mnistlab.commands.main import main
 
     refusals = [
         (["--runs", trained_run], "give --out"),
@@ -254,7 +255,7 @@ def test_keep_members_copies_finished_members_without_optimizer_state(tiny_data,
     import shutil
 
     import mnistlab
-    from mnistlab.evaluate import load_model, predict_probabilities
+    from mnistlab.models.saved import load_model, predict_probabilities
     from tests.conftest import REPO
 
     # a float32 run, whose model.keras keeps Adam's state (mlp: float32 on every machine)

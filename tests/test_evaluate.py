@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import mnistlab
-from mnistlab.augment import affine_warp
-from mnistlab.evaluate import TTA_SHIFTS, measure, predict_probabilities, shift_images
+from mnistlab.models.saved import TTA_SHIFTS, measure, predict_probabilities, shift_images
+from mnistlab.training.augment import affine_warp
 
 from .conftest import run_cli
 

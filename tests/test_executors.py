@@ -7,8 +7,8 @@ import sys
 import pytest
 
 import mnistlab
-from mnistlab import runs
-from mnistlab.executors import check_trial, run_trials, trial_command
+from mnistlab.core import runs
+from mnistlab.training.executors import check_trial, run_trials, trial_command
 
 
 def test_trial_command_spells_each_argument_as_its_cli_flag():

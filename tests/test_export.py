@@ -10,16 +10,16 @@ TOLERANCE = 1e-4  # largest accepted probability difference, as the task and exp
 
 
 def onnx_answers(model, images, first_layer=False):
-    from mnistlab.export import INPUT_NAME, keras_to_onnx
-    from mnistlab.inference import onnx_session
-    from mnistlab.models import to_input
+    from mnistlab.models.registry import to_input
+    from mnistlab.serving.export import onnx_session
+    from mnistlab.serving.onnx_graph import INPUT_NAME, keras_to_onnx
 
     session = onnx_session(keras_to_onnx(model, first_layer=first_layer).SerializeToString())
     return session.run(None, {INPUT_NAME: to_input(images)})
 
 
 def keras_answers(model, images):
-    from mnistlab.models import to_input
+    from mnistlab.models.registry import to_input
 
     return np.asarray(model(to_input(images), training=False))
 
@@ -33,8 +33,8 @@ def assert_matches(model, images):
 
 
 def test_trained_model_matches_keras_on_tiny_and_synthetic_images(trained_run, tiny_data):
-    from mnistlab.evaluate import load_model
-    from mnistlab.export import check_images
+    from mnistlab.models.saved import load_model
+    from mnistlab.serving.export import check_images
 
     model = load_model(trained_run)
     _, (x_test, y_test) = tiny_data
@@ -73,15 +73,15 @@ def randomize(model, seed=0):
 
 
 def all_registered():
-    from mnistlab.models import REGISTRY
+    from mnistlab.models.registry import REGISTRY
 
     return sorted(REGISTRY)
 
 
 @pytest.mark.parametrize("name", all_registered())
 def test_every_registered_model_exports_exactly(name):
-    from mnistlab.export import check_images
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
+    from mnistlab.serving.export import check_images
 
     model = randomize(create_model(name))
     images = np.concatenate([check_images(150), synthetic_digits(150, seed=4)[0]])
@@ -113,7 +113,7 @@ def test_every_supported_layer_kind_in_one_model():
     x = layers.Dense(10)(x)
     outputs = layers.Softmax()(x)
     model = randomize(keras.Model(inputs, outputs, name="zoo"), seed=1)
-    from mnistlab.export import check_images
+    from mnistlab.serving.export import check_images
 
     assert_matches(model, check_images(300))
 
@@ -122,7 +122,7 @@ def test_sequential_model_exports():
     import keras
     from keras import layers
 
-    from mnistlab.export import check_images
+    from mnistlab.serving.export import check_images
 
     model = keras.Sequential(
         [
@@ -137,10 +137,11 @@ def test_sequential_model_exports():
 
 
 def test_ensemble_of_nested_models_exports_with_its_first_layer():
-    from mnistlab.ensemble import average_models
-    from mnistlab.export import check_images, keras_to_onnx
-    from mnistlab.inference import KerasPredictor, OnnxPredictor
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
+    from mnistlab.serving.export import check_images
+    from mnistlab.serving.inference import KerasPredictor, OnnxPredictor
+    from mnistlab.serving.onnx_graph import keras_to_onnx
+    from mnistlab.training.ensemble import average_models
 
     members = [
         randomize(create_model(name), seed) for seed, name in enumerate(["cnn", "larger_cnn"])
@@ -162,9 +163,9 @@ def test_ensemble_of_nested_models_exports_with_its_first_layer():
 
 
 def test_weighted_ensemble_exports():
-    from mnistlab.ensemble import average_models
-    from mnistlab.export import check_images
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
+    from mnistlab.serving.export import check_images
+    from mnistlab.training.ensemble import average_models
 
     members = [randomize(create_model(name), seed) for seed, name in enumerate(["cnn", "mlp"])]
     ensemble = average_models(members, weights=[1, 4])
@@ -176,8 +177,8 @@ def test_weighted_ensemble_exports():
 def test_first_layer_output_is_keras_first_layer(trained_run):
     import keras
 
-    from mnistlab.evaluate import load_model
-    from mnistlab.models import to_input
+    from mnistlab.models.registry import to_input
+    from mnistlab.models.saved import load_model
 
     model = load_model(trained_run)
     images = synthetic_digits(20, seed=6)[0]
@@ -193,7 +194,7 @@ def test_unsupported_layer_is_named():
     import keras
     from keras import layers
 
-    from mnistlab.export import keras_to_onnx
+    from mnistlab.serving.onnx_graph import keras_to_onnx
 
     inputs = keras.Input((28, 28, 1))
     x = layers.UpSampling2D(name="grow")(inputs)
@@ -207,8 +208,9 @@ def test_unsupported_layer_is_named():
 
 
 def test_disagreeing_export_is_refused(trained_run):
-    from mnistlab.evaluate import load_model
-    from mnistlab.export import keras_to_onnx, verify
+    from mnistlab.models.saved import load_model
+    from mnistlab.serving.export import verify
+    from mnistlab.serving.onnx_graph import keras_to_onnx
 
     model = load_model(trained_run)
     proto = keras_to_onnx(model)
@@ -225,11 +227,11 @@ def test_disagreeing_export_is_refused(trained_run):
 def test_export_command_writes_a_checked_file(trained_run, tmp_path, capsys):
     """Checked on the MNIST test set when $MNISTLAB_DATA is set (CI), else on check images.
 
-    The command runs in this process (mnistlab.cli.main), sparing a second TensorFlow start.
+    The command runs in this process (mnistlab.commands.main.main), sparing a second TensorFlow start.
     """
-    from mnistlab.cli import main
-    from mnistlab.export import check_images
-    from mnistlab.inference import load_predictor
+    from mnistlab.commands.main import main
+    from mnistlab.serving.export import check_images
+    from mnistlab.serving.inference import load_predictor
 
     out = str(tmp_path / "cnn.onnx")
     assert main(["export", trained_run, "--format", "onnx", "--out", out]) == 0

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import mnistlab
-from mnistlab import runs
+from mnistlab.core import runs
 from tests.conftest import REPO, run_cli, synthetic_digits
 
 EPOCHS = 4
@@ -169,7 +169,7 @@ def test_the_resumed_model_is_as_good_as_an_uninterrupted_one(killed_and_resumed
 
 WRITER = """
 import sys
-from mnistlab import runs
+from mnistlab.core import runs
 path, payload = sys.argv[1], "x" * 5_000_000  # 5 MB per write: long enough to be caught
 index = 0
 while True:

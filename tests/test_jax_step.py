@@ -16,9 +16,9 @@ import sys, tempfile, os
 sys.path.insert(0, {REPO!r})
 import keras, numpy as np
 from keras import layers
-from mnistlab import jax_step
-from mnistlab.config import TrainConfig
-from mnistlab.train import choose_train_step, compile_model
+from mnistlab.fast import jax_step
+from mnistlab.core.config import TrainConfig
+from mnistlab.training.train import choose_train_step, compile_model
 
 def network():
     inputs = keras.Input((6, 6, 1))
@@ -94,7 +94,7 @@ compile_model(model, TrainConfig.from_dict({{"lean_step": "false"}}), steps_per_
 augmented = choose_train_step(model, TrainConfig.from_dict({{"augment": "affine"}}))
 assert augmented == "keras (the augmented batches come from a pipeline)", augmented
 
-from mnistlab.models import create_model
+from mnistlab.models.registry import create_model
 for name in ("mlp", "cnn", "larger_cnn", "branch_cnn"):  # the dense one scans, the CNNs do not
     model = create_model(name, "float32")
     step = compile_model(model, TrainConfig(), steps_per_epoch=1)

@@ -24,7 +24,7 @@ def pool_by_hand(images, rows, columns):
     "shape, pool", [((2, 8, 6, 3), (2, 2)), ((1, 7, 5, 2), (2, 2)), ((1, 9, 6, 1), (3, 2))]
 )
 def test_pool_by_reshape_is_max_pooling_by_hand(shape, pool):
-    from mnistlab.layers import pool_by_reshape
+    from mnistlab.fast.layers import pool_by_reshape
 
     images = np.random.default_rng(0).normal(size=shape).astype("float32")
     np.testing.assert_array_equal(
@@ -35,7 +35,7 @@ def test_pool_by_reshape_is_max_pooling_by_hand(shape, pool):
 def test_the_layer_is_keras_s_on_tensorflow():
     import keras
 
-    from mnistlab.layers import MaxPooling2D
+    from mnistlab.fast.layers import MaxPooling2D
 
     images = np.random.default_rng(1).normal(size=(2, 7, 7, 4)).astype("float32")
     for layer_args in (
@@ -50,7 +50,7 @@ def test_the_layer_is_keras_s_on_tensorflow():
 
 JAX_CHECK = """
 import jax, keras, numpy as np
-from mnistlab.layers import MaxPooling2D
+from mnistlab.fast.layers import MaxPooling2D
 rng = np.random.default_rng(2)
 x = rng.normal(size=(3, 11, 10, 4)).astype("float32")  # no two equal values: no ties
 w = rng.normal(size=(3, 5, 5, 4)).astype("float32")
@@ -75,7 +75,7 @@ TORCH_CHECK = f"""
 import sys
 sys.path.insert(0, {REPO!r})
 import keras, numpy as np, torch
-from mnistlab.layers import MaxPooling2D
+from mnistlab.fast.layers import MaxPooling2D
 from tests.test_layers import pool_by_hand
 rng = np.random.default_rng(3)
 x = rng.normal(size=(3, 11, 10, 4)).astype("float32")  # no two equal values: no ties
@@ -145,7 +145,7 @@ def deskew_cases():
 
 
 def test_deskew_is_the_loop_by_hand():
-    from mnistlab.layers import Deskew
+    from mnistlab.models.layers import Deskew
 
     images = deskew_cases()
     expected = deskew_by_hand(images)
@@ -157,7 +157,7 @@ def test_deskew_is_the_loop_by_hand():
 
 
 def test_deskew_straightens_a_slanted_stroke_and_keeps_its_ink():
-    from mnistlab.layers import Deskew
+    from mnistlab.models.layers import Deskew
 
     stroke = slanted_stroke()
     upright = np.asarray(Deskew()(stroke))[0, :, :, 0]
@@ -179,7 +179,7 @@ def test_deskew_straightens_a_slanted_stroke_and_keeps_its_ink():
     ids=["blank", "upright", "one-row"],
 )
 def test_deskew_leaves_what_has_no_slant_unchanged(image):
-    from mnistlab.layers import Deskew
+    from mnistlab.models.layers import Deskew
 
     np.testing.assert_allclose(np.asarray(Deskew()(image)), image, atol=1e-5)
 
@@ -187,7 +187,7 @@ def test_deskew_leaves_what_has_no_slant_unchanged(image):
 def test_deskew_survives_saving_and_refuses_a_bad_limit(tmp_path):
     import keras
 
-    from mnistlab.layers import Deskew
+    from mnistlab.models.layers import Deskew
 
     inputs = keras.Input((28, 28, 1))
     model = keras.Model(inputs, Deskew(max_skew=0.5)(inputs))
@@ -205,7 +205,7 @@ import sys
 sys.path.insert(0, {REPO!r})
 import numpy as np
 from keras import ops
-from mnistlab.layers import Deskew
+from mnistlab.models.layers import Deskew
 from tests.test_layers import deskew_by_hand, deskew_cases
 images = deskew_cases()
 out = ops.convert_to_numpy(Deskew()(images))
@@ -225,8 +225,8 @@ BFLOAT16_PRODUCTS_SETUP = f"""
 import sys
 sys.path.insert(0, {REPO!r})
 import keras, ml_dtypes, numpy as np
-from mnistlab.layers import BFloat16ProductConv2D, BFloat16ProductDense
-from mnistlab.models import create_model, float32_copy
+from mnistlab.fast.layers import BFloat16ProductConv2D, BFloat16ProductDense
+from mnistlab.models.registry import create_model, float32_copy
 
 def bfloat16(a):  # rounded to bfloat16, then exact in float64
     return np.asarray(a).astype(ml_dtypes.bfloat16).astype("float64")
@@ -288,7 +288,7 @@ BFLOAT16_PRODUCTS_TORCH_CHECK = (
     BFLOAT16_PRODUCTS_SETUP
     + """
 import torch
-from mnistlab import torch_step
+from mnistlab.fast import torch_step
 layer = BFloat16ProductDense(5, activation="relu")
 layer.build((None, 40))
 layer.set_weights([kernel, bias])
@@ -356,7 +356,7 @@ DROPOUT_SETUP = f"""
 import sys
 sys.path.insert(0, {REPO!r})
 import numpy as np
-from mnistlab.layers import Dropout
+from mnistlab.fast.layers import Dropout
 
 count = 1_000_000
 rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnistlab.models import REGISTRY, create_model, get_spec, to_input
+from mnistlab.models.registry import REGISTRY, create_model, get_spec, to_input
 
 
 def dense(inputs, units):

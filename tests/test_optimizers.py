@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from mnistlab.optimizers import FusedAdam
-from mnistlab.schedules import OneCycle
+from mnistlab.fast.optimizers import FusedAdam
+from mnistlab.models.schedules import OneCycle
 from tests.conftest import REPO, fresh_python
 
 TF = keras.backend.backend() == "tensorflow"
@@ -109,7 +109,7 @@ def test_fused_adam_amsgrad_is_keras_adam():
 
 
 def test_fused_adam_survives_save_and_load(tmp_path):
-    from mnistlab.evaluate import load_model
+    from mnistlab.models.saved import load_model
 
     model = _mlp(seed=4)
     model.compile(optimizer=FusedAdam(0.003), loss="categorical_crossentropy")
@@ -129,8 +129,8 @@ def test_fused_adam_survives_save_and_load(tmp_path):
 
 
 def test_build_optimizer_follows_the_fused_adam_setting():
-    from mnistlab.config import TrainConfig
-    from mnistlab.train import build_optimizer
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.training.train import build_optimizer
 
     assert type(build_optimizer(TrainConfig(), steps_per_epoch=10)) is FusedAdam
     plain = build_optimizer(TrainConfig.from_dict({"fused_adam": "false"}), steps_per_epoch=10)
@@ -140,7 +140,7 @@ def test_build_optimizer_follows_the_fused_adam_setting():
 
 
 def test_runs_saved_before_fused_adam_resume_with_keras_adam():
-    from mnistlab.config import saved_config
+    from mnistlab.core.config import saved_config
 
     # an older run's config.json has no fused_adam key: it trained with Keras's Adam
     assert saved_config({"model": "cnn"})["fused_adam"] == "false"
@@ -151,8 +151,8 @@ TORCH_CHECK = f"""
 import sys
 sys.path.insert(0, {REPO!r})
 import keras, numpy as np, torch
-from mnistlab.optimizers import FusedAdam
-from mnistlab.schedules import OneCycle
+from mnistlab.fast.optimizers import FusedAdam
+from mnistlab.models.schedules import OneCycle
 from tests.test_optimizers import _mlp, hand_adam
 calls = []
 kernel = torch._fused_adam_
@@ -187,8 +187,8 @@ for theirs, ours, start in zip(*trained, _mlp(seed=3).get_weights()):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ours, start)
 assert calls == [2] * 5 + [4] * 8, calls  # one call a step, all four weight arrays
-import mnistlab.optimizers
-mnistlab.optimizers._all_on_cpu = lambda variables: False  # as weights on a GPU: Keras's foreach
+import mnistlab.fast.optimizers
+mnistlab.fast.optimizers._all_on_cpu = lambda variables: False  # as weights on a GPU: Keras's foreach
 five_steps_match_adam_by_hand()
 assert len(calls) == 5 + 8, len(calls)  # no more fused calls
 print("same")

@@ -13,9 +13,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 import mnistlab
-from mnistlab.cli import main
-from mnistlab.predict import input_picture_names, load_input
-from mnistlab.preprocess import to_mnist
+from mnistlab.commands.main import main
+from mnistlab.data.inputs import load_input
+from mnistlab.data.preprocess import to_mnist
+from mnistlab.serving.predict import input_picture_names
 from tests.conftest import REPO, run_cli
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab import preprocess
-from mnistlab.preprocess import ImageError, load_image, to_mnist
+from mnistlab.data import preprocess
+from mnistlab.data.images import ImageError, load_image
+from mnistlab.data.preprocess import to_mnist
 
 CHECK_SET = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "own_digits")
 

@@ -42,14 +42,14 @@ def drawing(label: int, size: int = 200) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def keras_model(trained_run):
-    from mnistlab.evaluate import load_model
+    from mnistlab.models.saved import load_model
 
     return load_model(trained_run)
 
 
 @pytest.fixture(scope="module")
 def predictor(trained_run):
-    from mnistlab.inference import load_predictor
+    from mnistlab.serving.inference import load_predictor
 
     return load_predictor(trained_run, runtime="auto")
 
@@ -58,14 +58,14 @@ def predictor(trained_run):
 def client(predictor):
     from fastapi.testclient import TestClient
 
-    from mnistlab.serve import create_app
+    from mnistlab.serving.serve import create_app
 
     with TestClient(create_app(predictor), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 def reference(keras_model, image_28: np.ndarray) -> np.ndarray:
-    from mnistlab.models import to_input
+    from mnistlab.models.registry import to_input
 
     return np.asarray(keras_model(to_input(image_28[None]), training=False))[0]
 
@@ -119,7 +119,7 @@ def encodings(data: bytes, kind: str):
 
 @pytest.mark.parametrize("kind, label", [("image/png", 7), ("image/jpeg", 2)])
 def test_every_encoding_gives_the_reference_answer(client, keras_model, kind, label):
-    from mnistlab.preprocess import to_mnist
+    from mnistlab.data.preprocess import to_mnist
 
     image = drawing(label)
     data = png_bytes(image.convert("RGB"), "JPEG" if kind == "image/jpeg" else "PNG")
@@ -148,7 +148,7 @@ def test_json_options_and_first_layer(client, keras_model):
     assert layer["shape"] == [24, 24, 32]  # cnn: 32 filters of 5x5 on 28x28
     values = np.frombuffer(base64.b64decode(layer["data"]), np.uint8).reshape(32, 24, 24)
     conv = next(layer for layer in keras_model.layers if isinstance(layer, keras.layers.Conv2D))
-    from mnistlab.models import to_input
+    from mnistlab.models.registry import to_input
 
     expected = np.asarray(keras.Model(keras_model.inputs, conv.output)(to_input(image[None])))[0]
     assert layer["max"] == pytest.approx(float(expected.max()), abs=1e-3)
@@ -250,7 +250,7 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(
 
 
 def test_size_limits_are_enforced(client, monkeypatch):
-    from mnistlab import serve
+    from mnistlab.serving import serve
 
     monkeypatch.setattr(serve, "MAX_REQUEST_BYTES", 10_000)
     too_many_bytes = b"\x89PNG\r\n\x1a\n" + bytes(10_000)
@@ -273,7 +273,7 @@ def test_size_limits_are_enforced(client, monkeypatch):
 
 
 def test_limits_are_named_constants_of_sensible_size():
-    from mnistlab import serve
+    from mnistlab.serving import serve
 
     assert 1 << 20 <= serve.MAX_REQUEST_BYTES <= 64 << 20  # bytes
     assert 1000 * 1000 <= serve.MAX_IMAGE_PIXELS <= 50_000_000  # a phone photo fits
@@ -301,7 +301,7 @@ def test_page_and_its_assets_are_local(client):
 
 
 def test_keras_runtime_gives_the_same_answers(trained_run, predictor):
-    from mnistlab.inference import load_predictor
+    from mnistlab.serving.inference import load_predictor
 
     keras_predictor = load_predictor(trained_run, runtime="keras")
     assert keras_predictor.runtime == "keras" and keras_predictor.first_layer_shape == (24, 24, 32)
@@ -315,7 +315,7 @@ def test_keras_runtime_gives_the_same_answers(trained_run, predictor):
 
 
 def test_load_predictor_refuses_bad_choices(trained_run, tmp_path):
-    from mnistlab.inference import load_predictor
+    from mnistlab.serving.inference import load_predictor
 
     with pytest.raises(ValueError, match="Unknown runtime 'fast'. Available: auto, onnx, keras"):
         load_predictor(trained_run, runtime="fast")

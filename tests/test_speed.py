@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from mnistlab import flops
+from mnistlab.models import flops, get_spec
 from tests.conftest import REPO, default_onednn, run_cli
 
 
@@ -61,7 +61,7 @@ def test_training_counts_input_gradients_only_after_a_trainable_layer():
 
 
 def test_tutorial_cnn_count_matches_its_layers():
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
 
     conv, hidden, output = 24 * 24 * 32 * 25, 12 * 12 * 32 * 128, 128 * 10
     assert flops.forward_macs(create_model("cnn")) == conv + hidden + output
@@ -72,9 +72,9 @@ def test_matmul_benchmark_reports_a_positive_rate():
 
 
 def test_speedrun_networks_are_registered_with_their_recipes():
-    from mnistlab import speedrun
-    from mnistlab.models import REGISTRY, create_model
-    from mnistlab.train import resolve_config
+    from mnistlab.models.registry import REGISTRY, create_model
+    from mnistlab.training import speedrun
+    from mnistlab.training.train import resolve_config
 
     for target, spec in speedrun.TARGETS.items():
         assert spec["model"] in REGISTRY
@@ -100,7 +100,7 @@ def test_strided_speedrun_convolution_matches_a_hand_computation():
     import keras
     import numpy as np
 
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
 
     model = create_model("speedrun")
     conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
@@ -119,9 +119,9 @@ def test_each_speedrun_target_overrides_what_the_registered_recipe_sets():
     """A key another target sets must not leak into a target's settings through its recipe."""
     from dataclasses import asdict
 
-    from mnistlab import speedrun
-    from mnistlab.config import TrainConfig
-    from mnistlab.train import resolve_config
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.training import speedrun
+    from mnistlab.training.train import resolve_config
 
     defaults = asdict(TrainConfig())
     for target, spec in speedrun.TARGETS.items():
@@ -133,7 +133,7 @@ def test_each_speedrun_target_overrides_what_the_registered_recipe_sets():
 
 
 def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
-    from mnistlab import speedrun
+    from mnistlab.training import speedrun
 
     report = speedrun.run_speedrun(
         "99.0", seeds=[1], data=tiny_data, out=str(tmp_path), epochs=2, batch_size=64
@@ -156,7 +156,7 @@ def test_speedrun_recipe_trains_and_reports(tmp_path, tiny_data):
 
 def test_speedrun_with_another_network_trains_the_targets_whole_recipe(tmp_path, tiny_data):
     """--model swaps the network only: schedule, validation and the target's settings stay."""
-    from mnistlab import speedrun
+    from mnistlab.training import speedrun
 
     report = speedrun.run_speedrun(
         "99.5", seeds=[3], data=tiny_data, out=str(tmp_path), model="mlp", epochs=1
@@ -174,8 +174,8 @@ def test_stopwatch_does_not_count_checkpoints_or_measures(tmp_path, tiny_data):
     import keras
 
     import mnistlab
-    from mnistlab import runs
-    from mnistlab.speedrun import stopwatch
+    from mnistlab.core import runs
+    from mnistlab.training.speedrun import stopwatch
 
     (_, _), (x_test, y_test) = tiny_data
     clock = stopwatch(x_test, y_test, every=5)
@@ -246,7 +246,7 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     optimizer = {row["implementation"]: row["optimizer"] for row in rows}
     assert optimizer["mnistlab"] == "FusedAdam" and optimizer["mnistlab-keras-adam"] == "Adam"
     # the default row trains as users do: cnn in bfloat16 where the CPU computes it (oneDNN on)
-    from mnistlab.backend import bfloat16_in_hardware
+    from mnistlab.core.backend import bfloat16_in_hardware
 
     assert precision["mnistlab"] == ("mixed_bfloat16" if bfloat16_in_hardware() else "float32")
     assert all(row["images_per_second"] > 0 and row["gflops"] > 0 for row in rows)
@@ -315,7 +315,7 @@ def test_the_jax_loop_steps_as_keras_adam_does():
     sys.path.insert(0, os.path.join(REPO, "benchmarks", "plain"))
     import jax_loop
 
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
 
     rng = np.random.default_rng(1)
     images = rng.random((8, 28, 28, 1)).astype("float32")
@@ -351,13 +351,15 @@ def test_default_backend_times_each_network_where_the_command_trains_it():
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import speed
 
-    from mnistlab.backend import default_backend
+    from mnistlab.core.backend import default_backend
 
     args = speed.build_parser().parse_args(["--default-backend", "--backends", "torch"])
     timed = {(impl, model): backend for impl, backend, model, _ in speed.plan(args)}
     for model in speed.MODELS:
-        assert timed[("mnistlab", model)] == default_backend(model)
-        assert timed[("keras", model)] == default_backend(model)  # the plain script beside it
+        assert timed[("mnistlab", model)] == default_backend(get_spec(model))
+        assert timed[("keras", model)] == default_backend(
+            get_spec(model)
+        )  # the plain script beside it
     if importlib.util.find_spec("jax") and importlib.util.find_spec("torch"):
         assert timed[("mnistlab", "mlp")] == "jax" and timed[("pytorch", "mlp")] == "torch"
 
@@ -519,7 +521,7 @@ def test_the_steps_probe_compiles_the_same_weights_with_mnistlab_s_steps_and_wit
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import ab_probe
 
-    from mnistlab.train import FAST_SETTINGS, resolve_config
+    from mnistlab.training.train import FAST_SETTINGS, resolve_config
 
     recipe = {**resolve_config("mlp").to_dict(), "augment": "none"}
     models = ab_probe.build_pair("steps", "mlp", recipe, steps=60)
@@ -537,7 +539,7 @@ def test_the_pool_probe_s_other_network_pools_as_keras_with_the_same_weights():
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import ab_probe
 
-    from mnistlab.models import create_model
+    from mnistlab.models.registry import create_model
 
     ours = create_model("larger_cnn")
     theirs = ab_probe.keras_pooling(ours)

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from mnistlab import runs
-from mnistlab.sweep import combinations, load_sweep, results_rows, run_sweep, trial_name
+from mnistlab.core import runs
+from mnistlab.training.sweep import combinations, load_sweep, results_rows, run_sweep, trial_name
 from tests.conftest import run_cli
 
 GRID = """
@@ -134,7 +134,7 @@ def test_results_rank_by_validation_error_never_by_test_error():
             "error": None if status == "ok" else "exit status 1:\nTraceback...",
         }
 
-    from mnistlab.sweep import rank_key
+    from mnistlab.training.sweep import rank_key
 
     ranked = sorted(
         [

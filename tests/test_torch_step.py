@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 import pytest
 
-from mnistlab.config import TrainConfig
-from mnistlab.models import create_model
-from mnistlab.train import choose_train_step, compile_model
+from mnistlab.core.config import TrainConfig
+from mnistlab.models.registry import create_model
+from mnistlab.training.train import choose_train_step, compile_model
 from tests.conftest import REPO, fresh_python, recorded_step_check
 
 # One network with every layer type of torch_step.lean_layer_types, branches included, trained
@@ -17,12 +17,11 @@ import sys, tempfile, os
 sys.path.insert(0, {REPO!r})
 import keras, numpy as np
 from keras import layers
-from mnistlab import torch_step
-from mnistlab.config import TrainConfig
-from mnistlab.layers import (
-    BFloat16ProductConv2D, BFloat16ProductDense, Deskew, Dropout, MaxPooling2D
-)
-from mnistlab.train import compile_model
+from mnistlab.fast import torch_step
+from mnistlab.core.config import TrainConfig
+from mnistlab.fast.layers import BFloat16ProductConv2D, BFloat16ProductDense, Dropout, MaxPooling2D
+from mnistlab.models.layers import Deskew
+from mnistlab.training.train import compile_model
 
 def network():
     inputs = keras.Input((8, 8, 1))
@@ -86,7 +85,7 @@ assert "regulariser" in refusals["reg"] and "mixed_bfloat16" in refusals["bf16"]
 assert "jit_compile" in refusals["jit"], refusals
 assert refusals["sequential"] is not None, refusals
 
-from mnistlab.models import REGISTRY, create_model
+from mnistlab.models.registry import REGISTRY, create_model
 import torch
 for name in REGISTRY:  # every registered network trains with the lean step on PyTorch
     for precision in ("float32", "bfloat16_products"):

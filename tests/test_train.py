@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import mnistlab
-from mnistlab import runs
-from mnistlab.evaluate import measure
+from mnistlab.core import runs
+from mnistlab.models.saved import measure
 
 
 def test_run_folder_holds_the_recipe_and_results(trained_run):
@@ -167,7 +167,7 @@ def test_a_mixed_bfloat16_run_learns_and_saves_its_weights_as_a_float32_network(
 def test_auto_precision_trains_and_records_what_it_resolved_to(
     monkeypatch, tmp_path, tiny_data, hardware, expected
 ):
-    from mnistlab import backend
+    from mnistlab.core import backend
 
     # the test process runs oneDNN's kernels (conftest), so the CPU's instructions decide
     monkeypatch.setattr(backend, "bfloat16_in_hardware", lambda: hardware)
@@ -182,7 +182,7 @@ def test_auto_precision_trains_and_records_what_it_resolved_to(
 
 
 def test_a_run_saved_before_auto_precision_resumes_in_float32(tmp_path):
-    from mnistlab.train import resolve_config
+    from mnistlab.training.train import resolve_config
 
     folder = tmp_path / "old"
     folder.mkdir()

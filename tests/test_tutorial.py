@@ -32,7 +32,7 @@ How it runs (one process, to pay TensorFlow's start-up of about 8 s only once)
     A driver process (this file, run as a script) executes the blocks in order:
     - python blocks with ``exec`` in one shared namespace, as a learner's one Python session;
     - bash blocks whose every line is a plain ``mnistlab ARGS`` command (no pipes, redirects,
-      variables or ``--backend`` switch) through ``mnistlab.cli.main(ARGS)``, the function the
+      variables or ``--backend`` switch) through ``mnistlab.commands.main.main(ARGS)``, the function the
       ``mnistlab`` console script calls, in the same process; exit status must be 0;
     - every other bash block with ``bash -euo pipefail -c BLOCK`` in a subprocess (the venv's
       bin first on PATH), e.g. a ``--backend jax`` run, which needs a fresh process.
@@ -229,7 +229,7 @@ def drive(blocks_file: str, results_file: str) -> None:
                 with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
                     exec(code, namespace)
             elif (commands := in_process_argv(block["code"])) is not None:
-                from mnistlab.cli import main
+                from mnistlab.commands.main import main
 
                 how = "in-process"
                 for argv in commands:

@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 
 import mnistlab
-from mnistlab import runs, visualize
-from mnistlab.cli import main
-from mnistlab.evaluate import measure
-from mnistlab.visualize import DPI, grid_pixels, grid_shape
+from mnistlab import inspect as visualize
+from mnistlab.commands import pictures as pictures_command
+from mnistlab.commands.main import main
+from mnistlab.core import runs
+from mnistlab.inspect.pictures import DPI, grid_pixels, grid_shape
+from mnistlab.models.saved import measure
 
 
 def png_size(path) -> tuple[int, int]:
@@ -61,7 +63,7 @@ def test_samples_show_the_first_images_with_their_labels(tmp_path, tiny_data):
 def test_samples_command_reads_the_data_option(tmp_path, tiny_npz, capsys, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(visualize.sys, "platform", "linux")
+    monkeypatch.setattr(pictures_command.sys, "platform", "linux")
     out = str(tmp_path / "samples.png")
     assert main(["samples", "--data", tiny_npz, "--count", "5", "--out", out, "--show"]) == 0
     assert png_size(out) == grid_pixels(*grid_shape(5))

@@ -505,12 +505,12 @@ def contact_sheet(rows, folder: str, path: str, columns: int = 20, cell: int = 5
 def mnist_test_images():
     """(images (10000, 28, 28) uint8, labels) of MNIST's test set, from $MNISTLAB_DATA."""
     try:
-        from mnistlab.data import load_mnist
+        from mnistlab.data.mnist import load_mnist
     except ImportError:
         import sys
 
         sys.path.insert(0, os.path.join(HERE, "..", "..", "src"))
-        from mnistlab.data import load_mnist
+        from mnistlab.data.mnist import load_mnist
     _, (images, labels) = load_mnist(download=False)
     return images, labels
 

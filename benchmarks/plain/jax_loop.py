@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from mnistlab.data import load_mnist
+    from mnistlab.data.mnist import load_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist()
     count = min(args.train_images, len(x_train))

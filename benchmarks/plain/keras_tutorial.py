@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     args = peer.parse_args(__doc__.splitlines()[0], MODELS, argv)
     # Loading is not timed; the tutorial calls keras.datasets.mnist.load_data(), which needs
     # the network, so the same arrays come from the local files here.
-    from mnistlab.data import load_mnist
+    from mnistlab.data.mnist import load_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist()
     import keras
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     )
     extra = {}
     if keras.backend.backend() == "tensorflow":  # reported only; the script leaves TF's default
-        from mnistlab.runs import tensorflow_onednn
+        from mnistlab.core.runs import tensorflow_onednn
 
         extra["onednn"] = tensorflow_onednn()
     val_accuracy = history.history["val_accuracy"][-1]

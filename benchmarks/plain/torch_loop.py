@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     import torch
     import torch.nn.functional as F
 
-    from mnistlab.data import load_mnist
+    from mnistlab.data.mnist import load_mnist
 
     torch.manual_seed(7)
     (x_train, y_train), (x_test, y_test) = load_mnist()

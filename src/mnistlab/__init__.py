@@ -11,14 +11,21 @@ Example:
     >>> mnistlab.evaluate("runs/cnn")["error"]                             # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from mnistlab.core.version import __version__
+from mnistlab.data.mnist import load_mnist
+from mnistlab.inspect.evaluate import evaluate
+from mnistlab.models.registry import REGISTRY, create_model
+from mnistlab.models.saved import load_model
+from mnistlab.serving.predict import predict
+from mnistlab.training.train import train
 
-# The functions are bound after their modules load, so ``mnistlab.train`` is the function
-# (the module stays reachable as ``sys.modules["mnistlab.train"]`` and by ``from ... import``).
-from mnistlab.data import load_mnist
-from mnistlab.evaluate import evaluate, load_model
-from mnistlab.models import REGISTRY, create_model
-from mnistlab.predict import predict
-from mnistlab.train import train
-
-__all__ = ["REGISTRY", "create_model", "evaluate", "load_mnist", "load_model", "predict", "train"]
+__all__ = [
+    "REGISTRY",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "load_mnist",
+    "load_model",
+    "predict",
+    "train",
+]

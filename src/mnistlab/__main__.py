@@ -1,5 +1,5 @@
 import sys
 
-from mnistlab.cli import main
+from mnistlab.commands.main import main
 
 sys.exit(main())

@@ -1,0 +1,97 @@
+"""``mnistlab train``: train a registered network into a run folder, or resume one."""
+
+from __future__ import annotations
+
+from mnistlab.commands.common import add_backend_argument
+from mnistlab.core.config import TrainConfig, fields_of
+from mnistlab.training.distribute import STRATEGIES
+from mnistlab.training.train import train
+
+# --- CLI ---------------------------------------------------------------------------------
+
+
+def add_config_arguments(parser) -> None:
+    """Flags for every TrainConfig key, typed, with the default named in the help."""
+    defaults = TrainConfig()
+    helps = {
+        "epochs": "passes over the training images",
+        "batch_size": "images per step",
+        "learning_rate": "Adam's (peak) step size",
+        "seed": "random seed; same seed, same weights",
+        "val_size": "training images held out for validation; 0 = validate on test (tutorial)",
+        "val_fold": "which val_size slice to hold out, from the end (0 = the last)",
+        "train_size": "use only the first N training images (0 = all)",
+        "schedule": "learning-rate schedule: constant, onecycle, exponential",
+        "label_smoothing": "label smoothing in [0, 1)",
+        "augment": "on-the-fly augmentation: none, affine, elastic",
+        "elastic_alpha": "elastic: pixels of displacement per unit of smoothed noise",
+        "elastic_sigma": "elastic: width in pixels of the Gaussian that smooths the noise",
+        "ema": "decay of a moving average of the weights (0 = off)",
+        "early_stopping": "patience in epochs on val accuracy (0 = off)",
+        "jit_compile": "auto, true or false",
+        "steps_per_execution": "train steps per compiled call (0 = measured default)",
+        "deterministic": "true: same seed, same weights (TensorFlow's deterministic ops)",
+        "fused_adam": "true: Adam's update as one kernel on TensorFlow and PyTorch (same math); "
+        "false: Keras's",
+        "lean_step": "true: mnistlab's own step where it computes the same (PyTorch: without "
+        "Keras's per-layer bookkeeping; JAX, dense networks: 20 steps a call over data on the "
+        "device); false: Keras's step",
+        "precision": "auto (bfloat16 where measured faster at the same error), float32, "
+        "mixed_bfloat16 (bfloat16 compute, float32 weights and output), or bfloat16_products "
+        "(JAX and PyTorch: float32 but the Dense layers' products, and on PyTorch the "
+        "convolutions', of bfloat16 operands)",
+        "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
+    }
+    for key, help_text in helps.items():
+        default = getattr(defaults, key)
+        parser.add_argument(
+            "--" + key.replace("_", "-"),
+            dest=key,
+            type=type(default),
+            default=None,
+            help=f"{help_text} (default {default}, or the model's recipe)",
+        )
+
+
+def add_cli(subparsers) -> None:
+    from mnistlab.commands.train import add_cli_argument as distribute_argument
+
+    parser = subparsers.add_parser("train", help="train a registered model and save a run folder")
+    parser.add_argument("model", nargs="?", help="registry name (see 'mnistlab models')")
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA, caches)"
+    )
+    parser.add_argument("--out", help="run folder to write (default runs/MODEL-TIMESTAMP)")
+    parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
+    parser.add_argument("--config", help="TOML file of training settings")
+    add_backend_argument(parser)
+    distribute_argument(parser)
+    parser.set_defaults(func=_train_command)
+
+
+def _train_command(args) -> int:
+
+    overrides = {key: getattr(args, key) for key in fields_of(TrainConfig) if key != "model"}
+    run = train(
+        args.model,
+        data=args.data,
+        out=args.out,
+        resume=args.resume,
+        config_file=args.config,
+        distribute=args.distribute,
+        **overrides,
+    )
+    print(f"Run folder: {run.path}")
+    return 0
+
+
+def add_cli_argument(parser) -> None:
+    """The ``--distribute`` flag of ``mnistlab train``."""
+    parser.add_argument(
+        "--distribute",
+        choices=STRATEGIES,
+        default="none",
+        help="none (one device), or data-parallel: split each batch across all devices "
+        "(JAX backend; multi-host via KERAS_DISTRIBUTION_* variables, see docs/scaling.md)",
+    )

@@ -1,0 +1,401 @@
+"""A user's digit image (photo, scan, canvas drawing or MNIST-like file) as MNIST's 28x28 input.
+
+MNIST was made by fitting each digit into a 20x20 box (aspect ratio kept, anti-aliased) and
+placing that box in a 28x28 field so that the digit's centre of mass sits at the centre. We do
+the same, after turning a real-world image into clean light ink on black:
+
+1. load: path, bytes, file object, PIL image or array; EXIF orientation honoured; size bounded
+   before decoding; transparency treated as paper;
+2. polarity: dark ink on light paper is inverted (the ink is the side that more pixels stand
+   out on, from a smooth paper surface fitted robustly, so a gradient of light is not ink);
+3. paper: uneven lighting and soft shadows removed with a coarse background estimate (a grey
+   opening of per-block percentiles; thick ink replaced by a robust quadratic fit);
+4. ink: two thresholds above the paper noise (strong: Otsu's and half the peak contrast;
+   weak: a quarter of the ink's level), connected blobs of weak pixels with strong ones in
+   them; specks far smaller than the digit, or far from it, are dropped; gray levels
+   (anti-aliasing) are kept;
+5. hairline strokes, thinner than almost all of MNIST's, are thickened to 2 of 28 pixels;
+6. fit the longest side to 20 pixels and shift the centre of mass to (14, 14), clipping nothing.
+
+Example:
+    >>> from mnistlab.data.preprocess import to_mnist
+    >>> image = to_mnist("my_digit.jpg")  # (28, 28) uint8, light digit on black
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from mnistlab.data.images import ImageError, _describe, load_image
+
+BILINEAR, BICUBIC, BOX = Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.BOX
+
+
+IMAGE_SIZE = 28  # pixels: MNIST's field
+DIGIT_BOX = 20  # pixels: MNIST's digits fit a box this size, aspect ratio kept
+WORK_SIZE = 1200  # pixels: longer images are reduced to this longest side before analysis
+MIN_INK_CONTRAST = 40.0  # gray levels (of 255) that ink must stand out from the paper
+MIN_INK_PIXELS = 20  # pixels at work size; a smaller largest ink blob means a blank page
+SPECK_FRACTION = 0.02  # blobs with less ink than this fraction of the largest are specks
+NEAR_FRACTION = 0.25  # blobs farther than this fraction of the digit's size are not part of it
+MIN_STROKE_WIDTH = 1.5  # pixels of 28, at half ink; thinner (2% of MNIST's) is thickened ...
+TARGET_STROKE_WIDTH = 2.0  # ... to this (MNIST's 15th percentile; its median is 2.4)
+
+
+def to_mnist(source, preprocess: bool = True, *, name: str | None = None) -> np.ndarray:
+    """Turns a digit image into MNIST's input: a light digit on black, 28x28.
+
+    Args:
+        source: anything load_image takes (path, bytes, file object, PIL image, array).
+        preprocess: True fits any photo, scan or drawing as MNIST was made (see the module
+            docstring); False takes a 28x28 image as it is, only converted to grayscale.
+        name: what to call the image in error messages.
+
+    Returns:
+        (28, 28) uint8 array, 0 = background, 255 = ink.
+
+    Raises:
+        ImageError: unreadable input, a blank page, or (preprocess=False) a size not 28x28.
+
+    Example:
+        >>> to_mnist("seven.png").shape
+        (28, 28)
+    """
+    label = name or _describe(source)
+    image = load_image(source, name=label)
+    try:
+        gray = _grayscale(image)  # (H, W) float32, 0..255
+    except (ValueError, OSError) as error:  # a colour mode Pillow cannot convert (LAB, ...)
+        raise ImageError(f"{label} cannot be converted to grayscale ({error}).") from None
+    if not preprocess:
+        if gray.shape != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ImageError(
+                f"{label} is {gray.shape[1]}x{gray.shape[0]} pixels, but without preprocessing "
+                f"the image must be {IMAGE_SIZE}x{IMAGE_SIZE} (a light digit on black, like "
+                "MNIST). Turn preprocessing on to fit any photo or drawing."
+            )
+        return np.round(gray).astype(np.uint8)
+    gray = _reduce(gray, WORK_SIZE)
+    ink = _ink_strength(gray)
+    digit = _select_digit(ink, label)  # (h, w) float32 in 0..1, cropped to the ink
+    return _fit_and_centre(digit)
+
+
+def _grayscale(image: Image.Image) -> np.ndarray:
+    """(H, W) float32 in 0..255; transparent pixels become paper (see _paper_behind)."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) / 257.0
+    if image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        high = 1.0 if values.max() <= 1.0 else 255.0 if values.max() <= 255 else 65535.0
+        return np.clip(values * (255.0 / high), 0, 255)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if not has_alpha:
+        return np.asarray(image.convert("L"), dtype=np.float32)
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    luma = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
+    return luma * alpha + _paper_behind(luma, alpha) * (1.0 - alpha)
+
+
+def _paper_behind(luma: np.ndarray, alpha: np.ndarray) -> float:
+    """The gray level that transparency stands for.
+
+    Mostly transparent (a canvas drawing: the opaque pixels are the strokes): the opposite of
+    the strokes, so dark strokes get white paper. Mostly opaque (a cut-out scan): the opaque
+    pixels' own median, which is their paper.
+    """
+    opaque = alpha > 0.5
+    if not opaque.any():
+        return 255.0
+    if opaque.mean() < 0.5:
+        return 255.0 if np.median(luma[opaque]) < 128 else 0.0
+    return float(np.median(luma[opaque]))
+
+
+def _reduce(gray: np.ndarray, longest: int) -> np.ndarray:
+    height, width = gray.shape
+    if max(height, width) <= longest:
+        return gray
+    scale = longest / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(gray, "F").resize(size, BOX))
+
+
+# ---------------------------------------------------------------- paper and ink
+
+
+def _ink_strength(gray: np.ndarray) -> np.ndarray:
+    """(H, W) float32: how much each pixel stands out from the paper, 0 = paper, ~255 = ink.
+
+    Polarity: the paper's level is a smooth surface (a robust quadratic fit to block
+    medians, so lighting gradients are paper); ink is the side on which more pixels lie far
+    from it. The paper under the ink is then the per-block lower envelope of the ink-lifted
+    image (25th percentiles, ink covers less than 3/4 of most blocks), grey-opened over 3x3
+    blocks (ink up to 3 blocks wide), interpolated bilinearly. Blocks still above a robust
+    quadratic fit by more than half the ink's contrast are thicker ink and get the fit; those
+    less far above are paper in a shadow, which is kept, so that the shadow is removed.
+    """
+    height, width = gray.shape
+    if max(height, width) < 64:  # an icon or MNIST-like file: the outermost pixels are paper
+        paper = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+        dark_ink = _ink_is_dark(gray - paper)
+        return (paper - gray) * (255.0 / max(paper, 16.0)) if dark_ink else gray - paper
+    block = int(np.ceil(max(height, width) / 24))  # pixels per block side
+    rows, cols = -(-height // block), -(-width // block)
+    padded = np.pad(gray, ((0, rows * block - height), (0, cols * block - width)), mode="edge")
+    tiles = padded.reshape(rows, block, cols, block).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
+    darkest, low, middle, high, brightest = np.percentile(tiles, [1, 25, 50, 75, 99], axis=2)
+
+    def upsample(grid: np.ndarray) -> np.ndarray:  # block grid -> (H, W)
+        full = Image.fromarray(grid, "F").resize((cols * block, rows * block), BILINEAR)
+        return np.asarray(full)[:height, :width]
+
+    middle = middle.astype(np.float32)
+    dark_ink = _ink_is_dark(gray - upsample(_fit_surface(middle, one_sided=False)))
+    if dark_ink:
+        lifted, lifted_paper, lifted_ink = 255.0 - gray, 255.0 - high, 255.0 - darkest
+    else:
+        lifted, lifted_paper, lifted_ink = gray, low, brightest
+    grid = _filter3(_filter3(lifted_paper.astype(np.float32), np.minimum), np.maximum)
+    surface = _fit_surface(grid, one_sided=True)
+    contrast = float((lifted_ink - surface).max())  # of the ink's darkest (lifted: highest) 1%
+    grid = np.where(grid - surface > max(8.0, 0.5 * contrast), surface, grid)
+    background = float(np.median(grid)) if grid.max() - grid.min() < 12 else upsample(grid)
+    if dark_ink:  # reflected light: ink contrast scales with the paper's brightness
+        return (lifted - background) * (255.0 / np.maximum(255.0 - background, 16.0))
+    return lifted - background
+
+
+def _ink_is_dark(residual: np.ndarray) -> bool:
+    """True if more pixels lie far below the paper's level than far above it."""
+    sample = residual[:: 1 + residual.shape[0] // 300, :: 1 + residual.shape[1] // 300]
+    sigma = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    far = max(30.0, 6.0 * sigma)  # gray levels beyond the paper's own variation
+    return np.count_nonzero(residual < -far) > np.count_nonzero(residual > far)
+
+
+def _fit_surface(grid: np.ndarray, one_sided: bool) -> np.ndarray:
+    """A quadratic surface in x and y fitted to grid, robust to blocks of ink.
+
+    Light falls smoothly on paper (gradients, vignetting), so paper is what a quadratic
+    fits; blocks that stand out (above it if one_sided, else either side) are left out: up
+    to 40% of the blocks may be ink.
+    """
+    rows, cols = np.indices(grid.shape)
+    x, y = cols / max(1, grid.shape[1] - 1), rows / max(1, grid.shape[0] - 1)
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+    values = grid.ravel().astype(np.float64)
+    fit = np.full(values.shape, np.median(values))  # start from the majority: paper
+    if values.size < 12:
+        return fit.reshape(grid.shape).astype(np.float32)
+    for _ in range(10):  # least trimmed squares: refit to the 60% of blocks that fit best
+        misfit = values - fit if one_sided else np.abs(values - fit)
+        paper = misfit <= np.quantile(misfit, 0.6)
+        fit = terms @ np.linalg.lstsq(terms[paper], values[paper], rcond=None)[0]
+    return fit.reshape(grid.shape).astype(np.float32)
+
+
+def _filter3(grid: np.ndarray, reduce) -> np.ndarray:
+    """3x3 min or max filter (edges repeated)."""
+    padded = np.pad(grid, 1, mode="edge")
+    out = grid.copy()
+    for dy in range(3):
+        for dx in range(3):
+            out = reduce(out, padded[dy : dy + grid.shape[0], dx : dx + grid.shape[1]])
+    return out
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of values in 0..255 (256 bins)."""
+    counts, edges = np.histogram(values, bins=256, range=(0.0, 256.0))
+    counts = counts.astype(np.float64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(counts)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(counts * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+# ---------------------------------------------------------------- the digit
+
+
+def _select_digit(ink: np.ndarray, label: str) -> np.ndarray:
+    """The digit's ink, cropped: (h, w) float32 in 0..1, 1 = full ink, specks removed.
+
+    Thresholds: strong (sure ink: above Otsu's threshold and half the contrast of the 50
+    strongest pixels) and weak (edges, anti-aliasing: a quarter of the ink's typical level),
+    both above the paper's noise. A blob of weak pixels is kept if it has strong pixels, is
+    not a speck, and is near the largest.
+    """
+    sample = ink[:: 1 + ink.shape[0] // 300, :: 1 + ink.shape[1] // 300]  # enough for medians
+    centre = float(np.median(sample))
+    sigma = 1.4826 * float(np.median(np.abs(sample - centre)))  # paper noise, robust to ink
+    noise_floor = centre + max(6.0 * sigma, 8.0)
+    peak = float(np.partition(ink.ravel(), -50)[-50]) if ink.size > 50 else float(ink.max())
+    strong = max(noise_floor, _otsu(np.clip(ink, 0, 255)), centre + 0.5 * (peak - centre))
+    blank = ImageError(
+        f"No digit found in {label}: the page looks blank (no ink stands out from the paper "
+        f"by {MIN_INK_CONTRAST:.0f} gray levels). Write the digit darker or larger and try again."
+    )
+    if float(ink.max()) - centre < MIN_INK_CONTRAST or not (ink > strong).any():
+        raise blank
+    level = float(np.median(ink[ink > strong]))  # typical ink
+    weak = max(noise_floor, centre + 0.25 * (level - centre))
+    rows, starts, ends, labels = _label_runs(ink > weak)
+    mass, pixels, boxes = _blob_stats(ink, weak, strong, rows, starts, ends, labels)
+    main = int(np.argmax(mass))
+    if pixels[main] < MIN_INK_PIXELS:
+        raise blank
+    keep = _digit_blobs(mass, boxes, main)
+    digit_box = np.concatenate([boxes[keep, :2].min(0), boxes[keep, 2:].max(0)])
+    top, left, bottom, right = (int(v) for v in digit_box)
+    mask = np.zeros((bottom - top, right - left), bool)
+    for row, start, end in zip(
+        rows[keep[labels]], starts[keep[labels]], ends[keep[labels]], strict=False
+    ):
+        mask[row - top, start - left : end - left] = True
+    crop = ink[top:bottom, left:right]
+    level = float(np.median(crop[mask & (crop > strong)]))
+    digit = np.where(mask, np.clip((crop - weak) / max(level - weak, 1e-3), 0, 1), 0)
+    return _thicken(digit.astype(np.float32))
+
+
+def _blob_stats(ink, weak, strong, rows, starts, ends, labels):
+    """Per blob: ink mass above weak (0 without strong pixels), pixel count, box.
+
+    Returns:
+        mass (n,) float, pixels (n,) int, boxes (n, 4) int: top, left, bottom, right (exclusive).
+    """
+    count = int(labels.max()) + 1
+
+    def per_blob(values: np.ndarray) -> np.ndarray:  # sums of (H, W) values over each blob
+        cumulative = np.pad(np.cumsum(values, axis=1), ((0, 0), (1, 0)))
+        return np.bincount(labels, cumulative[rows, ends] - cumulative[rows, starts], count)
+
+    mass = per_blob(np.clip(ink - weak, 0, None))
+    mass[per_blob(ink > strong) == 0] = 0
+    pixels = np.bincount(labels, ends - starts, count)
+    boxes = np.zeros((count, 4), np.int64)
+    boxes[:, :2] = 1 << 30
+    np.minimum.at(boxes[:, 0], labels, rows)
+    np.minimum.at(boxes[:, 1], labels, starts)
+    np.maximum.at(boxes[:, 2], labels, rows + 1)
+    np.maximum.at(boxes[:, 3], labels, ends)
+    return mass, pixels, boxes
+
+
+def _digit_blobs(mass: np.ndarray, boxes: np.ndarray, main: int) -> np.ndarray:
+    """(n,) bool: the largest blob and, repeatedly, the non-speck blobs near the digit so far."""
+    keep = np.zeros(len(mass), bool)
+    keep[main] = True
+    candidates = mass >= SPECK_FRACTION * mass[main]
+    top, left, bottom, right = boxes[main]
+    while True:
+        margin = NEAR_FRACTION * max(bottom - top, right - left)
+        near = (
+            candidates
+            & ~keep
+            & (boxes[:, 0] < bottom + margin)
+            & (boxes[:, 2] > top - margin)
+            & (boxes[:, 1] < right + margin)
+            & (boxes[:, 3] > left - margin)
+        )
+        if not near.any():
+            return keep
+        keep |= near
+        (top, left), (bottom, right) = boxes[keep, :2].min(0), boxes[keep, 2:].max(0)
+
+
+def _label_runs(mask: np.ndarray):
+    """8-connected components of a (H, W) bool mask, as runs of True along rows.
+
+    Returns:
+        rows, starts, ends (exclusive), labels: four (runs,) int arrays; labels are 0..n-1.
+    """
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    rows, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # row-major order pairs each start with its end
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first = np.searchsorted(rows, np.arange(mask.shape[0] + 1)).tolist()
+    start_list, end_list = starts.tolist(), ends.tolist()
+    for row in range(1, mask.shape[0]):
+        above, above_end = first[row - 1], first[row]
+        here, here_end = first[row], first[row + 1]
+        while above < above_end and here < here_end:
+            # runs [s, e) touch diagonally or directly when s_a <= e_b and s_b <= e_a
+            if start_list[above] <= end_list[here] and start_list[here] <= end_list[above]:
+                root_a, root_b = find(above), find(here)
+                if root_a != root_b:
+                    parent[max(root_a, root_b)] = min(root_a, root_b)
+            if end_list[above] < end_list[here]:
+                above += 1
+            else:
+                here += 1
+    roots = np.array([find(i) for i in range(len(parent))], dtype=np.int64)
+    _, labels = np.unique(roots, return_inverse=True)
+    return rows, starts, ends, labels.reshape(-1)
+
+
+def _thicken(digit: np.ndarray) -> np.ndarray:
+    """Widens hairline strokes (a grey dilation) so that they reach MNIST's stroke width.
+
+    Stroke width is estimated as 2 x area / boundary pixels of the ink (exact for a long
+    stroke of width 2 or more), then measured in pixels of the final 28x28 image.
+    """
+    ink = digit >= 0.5
+    if not ink.any():
+        return digit
+    padded = np.pad(ink, 1)
+    interior = ink & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    width = 2.0 * ink.sum() / max(1, int((ink & ~interior).sum()))  # work pixels
+    scale = DIGIT_BOX / max(digit.shape)  # 28x28 pixels per work pixel
+    if width * scale >= MIN_STROKE_WIDTH:
+        return digit
+    radius = int(np.ceil((TARGET_STROKE_WIDTH - width * scale) / (2 * scale)))
+    digit = np.pad(digit, radius)
+    return _running_max(_running_max(digit, radius, 0), radius, 1)
+
+
+def _running_max(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Max over a window of 2*radius+1 along axis (van Herk / Gil-Werman, O(1) per pixel)."""
+    window = 2 * radius + 1
+    values = np.moveaxis(values, axis, -1)
+    length = values.shape[-1]
+    extra = -(length + 2 * radius) % window
+    widths = [(0, 0)] * (values.ndim - 1) + [(radius, radius + extra)]
+    padded = np.pad(values, widths, constant_values=-np.inf)  # outside never wins
+    blocks = padded.reshape(*padded.shape[:-1], -1, window)
+    prefix = np.maximum.accumulate(blocks, axis=-1).reshape(padded.shape)
+    suffix = np.maximum.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
+    out = np.maximum(suffix[..., : padded.shape[-1] - window + 1], prefix[..., window - 1 :])
+    return np.moveaxis(out[..., :length], -1, axis)
+
+
+def _fit_and_centre(digit: np.ndarray) -> np.ndarray:
+    """Fits (h, w) ink into DIGIT_BOX, centre of mass at (14, 14): (28, 28) uint8."""
+    height, width = digit.shape
+    scale = DIGIT_BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resample = BOX if scale < 1 else BICUBIC
+    small = np.clip(np.asarray(Image.fromarray(digit, "F").resize(size, resample)), 0, 1)
+    total = float(small.sum()) or 1.0
+    centre_row = float(small.sum(axis=1) @ np.arange(small.shape[0])) / total
+    centre_col = float(small.sum(axis=0) @ np.arange(small.shape[1])) / total
+    middle = IMAGE_SIZE / 2  # MNIST's digits have their centre of mass at index 14.0
+    top = int(np.clip(np.floor(middle - centre_row + 0.5), 0, IMAGE_SIZE - small.shape[0]))
+    left = int(np.clip(np.floor(middle - centre_col + 0.5), 0, IMAGE_SIZE - small.shape[1]))
+    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return np.round(canvas * 255).astype(np.uint8)

@@ -1,0 +1,199 @@
+"""Fast prediction: one small interface over Keras and ONNX Runtime, for the server and CLI.
+
+A Predictor takes (N, 28, 28) uint8 digit images (light ink on black, as
+``preprocess.to_mnist`` returns them) and gives (N, 10) probabilities. ``load_predictor``
+picks the runtime: ONNX Runtime when the model converts (``export.keras_to_onnx``) and agrees
+with Keras on check images, else Keras. ONNX Runtime answers one 28x28 image in tens of
+microseconds; a Keras call costs a millisecond or more of framework overhead
+(benchmarks/inference.py measures both; results in benchmarks/results/inference.md).
+
+Example:
+    >>> from mnistlab.serving.inference import load_predictor
+    >>> predictor = load_predictor("runs/cnn")          # doctest: +SKIP
+    >>> predictor.predict(images).argmax(axis=1)        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mnistlab.core.backend import keras
+from mnistlab.models.registry import to_input
+from mnistlab.models.saved import load_model, resolve_model_path
+from mnistlab.serving.export import ONNX_THREADS, onnx_session, verify
+from mnistlab.serving.onnx_graph import (
+    FIRST_LAYER_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    find_first_layer,
+    keras_to_onnx,
+)
+
+RUNTIMES = ("auto", "onnx", "keras")  # auto: ONNX Runtime if the model exports and matches
+AUTO_CHECK_IMAGES = 200  # images compared with Keras before "auto" trusts the ONNX export
+
+
+class Predictor:
+    """What every runtime offers; see KerasPredictor and OnnxPredictor.
+
+    Attributes:
+        name: the model's name (e.g. "cnn"); runtime: "keras" or "onnx";
+        source: where the model came from; first_layer_shape: the shape of one image's
+        first-layer activations, e.g. (24, 24, 32), or None when not available.
+    """
+
+    name = "model"
+    runtime = ""
+    source = ""
+    first_layer_shape: tuple | None = None
+
+    def predict(self, images) -> np.ndarray:
+        """(N, 28, 28) uint8 images -> (N, 10) float32 probabilities."""
+        return self.predict_with_first_layer(images)[0]
+
+    def predict_with_first_layer(self, images):
+        """(N, 28, 28) uint8 -> ((N, 10) probabilities, (N, *first_layer_shape) or None)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"model": self.name, "runtime": self.runtime, "source": self.source}
+
+
+def _inputs(images) -> np.ndarray:
+
+    return to_input(images)
+
+
+class OnnxPredictor(Predictor):
+    """Predicts with ONNX Runtime from an ONNX model (bytes or file) made by mnistlab.export."""
+
+    runtime = "onnx"
+
+    def __init__(
+        self, model, name: str | None = None, source: str = "", threads: int = ONNX_THREADS
+    ):
+
+        self.session = onnx_session(model, threads)
+        outputs = {output.name: output for output in self.session.get_outputs()}
+        if OUTPUT_NAME not in outputs or INPUT_NAME not in [
+            i.name for i in self.session.get_inputs()
+        ]:
+            raise ValueError(
+                f"{source or 'The ONNX model'} has no '{INPUT_NAME}' input or '{OUTPUT_NAME}' "
+                "output; export it with `mnistlab export`."
+            )
+        self._input = INPUT_NAME
+        self._outputs = [OUTPUT_NAME]
+        if FIRST_LAYER_NAME in outputs:
+            self._outputs.append(FIRST_LAYER_NAME)
+            self.first_layer_shape = tuple(outputs[FIRST_LAYER_NAME].shape[1:])
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.name = name or metadata.get("model_name") or "model"
+        self.source = source
+
+    def predict(self, images) -> np.ndarray:
+        return self.session.run(self._outputs[:1], {self._input: _inputs(images)})[0]
+
+    def predict_with_first_layer(self, images):
+        results = self.session.run(self._outputs, {self._input: _inputs(images)})
+        return results[0], (results[1] if len(results) > 1 else None)
+
+
+class KerasPredictor(Predictor):
+    """Predicts with the Keras model itself (any backend, any layer)."""
+
+    runtime = "keras"
+
+    def __init__(self, model, source: str = ""):
+
+        self.model = model
+        self.name = model.name
+        self.source = source
+        found = find_first_layer(model)
+        self._both = self._first = None
+        if found is not None:
+            layer, owner = found
+            if owner is model:  # one call gives both outputs
+                self._both = keras().Model(model.inputs, [model.outputs[0], layer.output])
+            else:  # inside a nested model (an ensemble member) that sees the image
+                self._first = keras().Model(owner.inputs, layer.output)
+            self.first_layer_shape = tuple(layer.output.shape[1:])
+
+    def predict(self, images) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(_inputs(images)))
+
+    def predict_with_first_layer(self, images):
+        if self._both is not None:
+            probabilities, first = self._both.predict_on_batch(_inputs(images))
+            return np.asarray(probabilities), np.asarray(first)
+        if self._first is not None:
+            first = self._first.predict_on_batch(_inputs(images))
+            return self.predict(images), np.asarray(first)
+        return self.predict(images), None
+
+
+def load_predictor(
+    spec: str | None = None, runtime: str = "auto", threads: int = ONNX_THREADS
+) -> Predictor:
+    """Loads a trained model for fast prediction.
+
+    Args:
+        spec: run folder, .keras file, .onnx file (from ``mnistlab export``), or None for
+            the shipped model.
+        runtime: "onnx" (ONNX Runtime; an error if the model cannot be exported), "keras",
+            or "auto": ONNX Runtime when onnxruntime is installed, the model exports, and it
+            agrees with Keras on AUTO_CHECK_IMAGES check images; else Keras.
+        threads: ONNX Runtime threads per call (1 suits single images and a busy server;
+            more speeds up large batches).
+
+    Returns:
+        A Predictor; ``.runtime`` says which was chosen, ``.note`` why (for "auto").
+
+    Example:
+        >>> load_predictor("runs/cnn").runtime   # doctest: +SKIP
+        'onnx'
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime '{runtime}'. Available: {', '.join(RUNTIMES)}.")
+    if spec is not None and str(spec).endswith(".onnx"):
+        if runtime == "keras":
+            raise ValueError(f"'{spec}' is an ONNX file; use --runtime onnx (or auto) for it.")
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(f"No ONNX file '{spec}'.")
+        predictor = OnnxPredictor(spec, source=spec, threads=threads)
+        predictor.note = "ONNX file"
+        return predictor
+
+    source = resolve_model_path(spec)
+    model = load_model(spec)
+    if runtime == "keras":
+        predictor = KerasPredictor(model, source=source)
+        predictor.note = "asked for"
+        return predictor
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        if runtime == "onnx":
+            raise ValueError(
+                "ONNX Runtime is not installed; pip install 'mnistlab[onnx]' or use "
+                "--runtime keras."
+            ) from None
+        predictor = KerasPredictor(model, source=source)
+        predictor.note = "onnxruntime is not installed"
+        return predictor
+
+    try:
+        onnx_bytes = keras_to_onnx(model, first_layer=True).SerializeToString()
+        if runtime == "auto":
+            verify(model, onnx_bytes, check="synthetic", count=AUTO_CHECK_IMAGES)
+    except ValueError as error:
+        if runtime == "onnx":
+            raise
+        predictor = KerasPredictor(model, source=source)
+        predictor.note = f"ONNX export not used: {error}"
+        return predictor
+    predictor = OnnxPredictor(onnx_bytes, name=model.name, source=source, threads=threads)
+    predictor.note = "exported in memory" + (", checked against Keras" if runtime == "auto" else "")
+    return predictor

@@ -1,0 +1,440 @@
+"""A web page to draw digits on, and the JSON prediction API behind it (FastAPI + uvicorn).
+
+``mnistlab serve`` serves:
+
+- ``GET /``: the drawing page (static/index.html, app.js, style.css; nothing from other hosts);
+- ``POST /api/predict``: an image (PNG or JPEG) as a multipart upload (any field name), as
+  JSON ``{"image": "data:image/png;base64,..."}`` or ``{"image": "<base64>"}``, as plain
+  base64 text, or as the raw bytes with Content-Type image/png or image/jpeg. Query options
+  (or JSON keys of the same names): ``preprocess=false`` takes a 28x28 MNIST-style image as
+  it is; ``first_layer=true`` adds the first layer's activations. Answers JSON: ``digit``,
+  ``probabilities`` (10), ``model``, ``runtime``, ``input`` (the 28x28 image the network saw,
+  rows of 0-255), ``timing_ms``, and ``first_layer`` when asked;
+- ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``.
+
+Bad input gets a 4xx answer ``{"error": "<what happened and what to send instead>"}``: 400 not
+an image, empty or undecodable; 413 too many bytes or pixels; 415 a content type or image
+format other than PNG/JPEG; 422 no digit found. Preprocessing is ``preprocess.to_mnist``, the
+same as ``mnistlab predict``.
+
+Example:
+    $ mnistlab serve --model runs/cnn --port 8000
+    $ curl -F image=@seven.png http://127.0.0.1:8000/api/predict
+"""
+
+from __future__ import annotations
+
+# no "from __future__ import annotations": FastAPI reads the endpoints' annotations at runtime
+import base64
+import binascii
+import io
+import json
+import os
+import time
+
+from mnistlab.data.images import ImageError
+from mnistlab.data.preprocess import to_mnist
+from mnistlab.serving.inference import load_predictor
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # width x height of an uploaded image, checked before decoding
+INLINE_PIXELS = 64 * 64  # ONNX answers for images this small are computed on the event loop
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+DEFAULT_HOST = "127.0.0.1"  # loopback: reachable from this machine only
+DEFAULT_PORT = 8000
+IMAGE_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
+OTHER_IMAGE_SIGNATURES = {  # recognised only to say clearly that they are not accepted
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"RIFF": "WebP",
+}
+RAW_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
+# Only our own files: scripts, styles, images and fetches from this server (works offline).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class RequestError(Exception):
+    """A request we refuse: an HTTP status and a message for the person who sent it."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ------------------------------------------------------------------ reading the image
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def _flag(value, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise RequestError(400, f"Option '{name}' must be true or false, got {value!r}.")
+
+
+def decode_base64_image(text: str) -> bytes:
+    """Image bytes from a data URL ("data:image/png;base64,...") or plain base64 text."""
+    text = text.strip()
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        media = _media_type(header[5:].split(";base64", 1)[0])
+        if ";base64" not in header:
+            raise RequestError(
+                400, "The data URL must be base64-encoded (data:image/png;base64,...)."
+            )
+        if media not in IMAGE_TYPES:
+            raise RequestError(
+                415, f"The data URL holds '{media or 'no type'}'; send image/png or image/jpeg."
+            )
+    if not text:
+        raise RequestError(400, "The image is empty: the base64 text holds no data.")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(
+            400, "The image is not valid base64; send a data URL or plain base64 of a PNG or JPEG."
+        ) from None
+
+
+async def _read_body(request) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds MAX_REQUEST_BYTES."""
+    declared = request.headers.get("content-length")
+    too_large = RequestError(
+        413,
+        f"The request is larger than {MAX_REQUEST_BYTES // (1024 * 1024)} MB. Send a smaller "
+        "image (a digit needs only a few hundred pixels per side).",
+    )
+    if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _multipart_image(request, body: bytes) -> bytes:
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+
+    async def replay():  # the body was already read (and bounded): hand it to the parser
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=10)
+    except Exception as error:  # python-multipart's and starlette's parse errors
+        raise RequestError(400, f"The multipart form could not be read: {error}.") from None
+    try:
+        files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not files:
+            raise RequestError(400, "The form holds no file; upload the image as a file field.")
+        upload = files[0]
+        media = _media_type(upload.content_type)
+        if media and media not in RAW_TYPES:
+            raise RequestError(
+                415,
+                f"The uploaded file is '{media}'; send a PNG or JPEG image (image/png, image/jpeg).",
+            )
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+async def read_request(request) -> tuple[bytes, dict]:
+    """The image bytes of a predict request, and its options (preprocess, first_layer).
+
+    Raises:
+        RequestError: 413 too large, 415 an unsupported content type, 400 malformed.
+    """
+    options = dict(request.query_params)
+    media = _media_type(request.headers.get("content-type"))
+    body = await _read_body(request)
+    if media == "multipart/form-data":
+        data = await _multipart_image(request, body)
+    elif media == "application/json":
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError(
+                400, 'The body is not valid JSON; send {"image": "<base64>"}.'
+            ) from None
+        if isinstance(payload, dict):
+            options.update({k: v for k, v in payload.items() if k != "image"})
+            payload = payload.get("image")
+        if not isinstance(payload, str):
+            raise RequestError(
+                400, 'The JSON must be {"image": "data:image/png;base64,..."} (or plain base64).'
+            )
+        data = decode_base64_image(payload)
+    elif media == "text/plain":
+        try:
+            data = decode_base64_image(body.decode("ascii"))
+        except UnicodeDecodeError:
+            raise RequestError(
+                400, "The text body is not base64 (it holds non-ASCII bytes)."
+            ) from None
+    elif media in RAW_TYPES:
+        data = body
+    else:
+        raise RequestError(
+            415,
+            f"Unsupported content type '{media or 'none'}'. Send multipart/form-data (a file "
+            'upload), application/json {"image": "<base64>"}, text/plain base64, or the '
+            "raw bytes as image/png or image/jpeg.",
+        )
+    if not data:
+        raise RequestError(400, "The image is empty (0 bytes). Send a PNG or JPEG of a digit.")
+    return data, options
+
+
+def check_image_bytes(data: bytes) -> None:
+    """Refuses what is not PNG or JPEG (415 for other images, 400 for non-images)."""
+    if any(data.startswith(signature) for signature in IMAGE_TYPES.values()):
+        return
+    for signature, kind in OTHER_IMAGE_SIGNATURES.items():
+        if data.startswith(signature):
+            raise RequestError(415, f"{kind} images are not accepted; send a PNG or JPEG.")
+    raise RequestError(400, "The upload is not an image: send a PNG or JPEG of a digit.")
+
+
+def open_image(data: bytes):
+    """A PNG/JPEG's header, checked: a lazy PIL image whose pixels are not decoded yet.
+
+    Raises:
+        RequestError: 415/400 not PNG or JPEG, 400 unreadable header, 413 too many pixels.
+    """
+    from PIL import Image
+
+    check_image_bytes(data)
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+    except Exception:
+        raise RequestError(400, "The image could not be read: its header is corrupt.") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise RequestError(
+            413,
+            f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels "
+            "(e.g. 4096x4096). Resize it and try again.",
+        )
+    return image
+
+
+def _decode(image) -> None:
+    try:
+        image.load()
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
+        raise RequestError(
+            400, f"The image could not be decoded ({error}); is it truncated or corrupt?"
+        ) from None
+
+
+# ------------------------------------------------------------------ predicting
+
+
+def first_layer_payload(activations, shape) -> dict:
+    """One image's first-layer activations as compact JSON for the page.
+
+    Args:
+        activations: (H, W, C) or (U,) float array; shape: the same shape as a tuple.
+
+    Returns:
+        dict: "shape" (as given), "max" (largest activation), "data" (base64 of uint8 values
+        0-255 = 0..max, maps first: (C, H, W) for convolutions, (U,) for dense layers).
+    """
+    import numpy as np
+
+    values = np.maximum(np.asarray(activations, np.float32), 0)  # what passes a ReLU
+    if values.ndim == 3:
+        values = values.transpose(2, 0, 1)
+    peak = float(values.max())
+    scaled = np.round(values * (255.0 / peak) if peak > 0 else values).astype(np.uint8)
+    return {
+        "shape": list(shape),
+        "max": round(peak, 4),
+        "data": base64.b64encode(scaled.tobytes()).decode(),
+    }
+
+
+def predict_image(predictor, data, preprocess: bool = True, first_layer: bool = False) -> dict:
+    """The whole prediction for one uploaded image: decode, preprocess, predict.
+
+    Args:
+        predictor: an inference.Predictor.
+        data: PNG or JPEG bytes, or the image open_image returned for them.
+        preprocess: fit the image as MNIST was made (preprocess.to_mnist); False takes a
+            28x28 light-on-black image as it is.
+        first_layer: add the first layer's activations ("first_layer", see first_layer_payload).
+
+    Returns:
+        The JSON-ready answer of POST /api/predict.
+
+    Raises:
+        RequestError: undecodable or oversized images (4xx), or no digit found (422).
+    """
+    import numpy as np
+
+    start = time.perf_counter()
+    image = open_image(data) if isinstance(data, bytes) else data
+    _decode(image)
+    try:  # to_mnist of the decoded image: EXIF orientation, grayscale, fit (as for a file)
+        digit_image = to_mnist(image, preprocess=preprocess, name="the uploaded image")
+    except ImageError as error:
+        raise RequestError(422, str(error)) from None
+    prepared = time.perf_counter()
+    batch = digit_image[None]  # (1, 28, 28) uint8
+    if first_layer and predictor.first_layer_shape is not None:
+        probabilities, activations = predictor.predict_with_first_layer(batch)
+    else:
+        probabilities, activations = predictor.predict(batch), None
+    done = time.perf_counter()
+    probabilities = probabilities[0]
+    answer = {
+        "digit": int(probabilities.argmax()),
+        "probabilities": np.round(probabilities.astype(float), 6).tolist(),
+        "model": predictor.name,
+        "runtime": predictor.runtime,
+        "input": digit_image.tolist(),
+        "timing_ms": {
+            "preprocess": round((prepared - start) * 1e3, 3),
+            "predict": round((done - prepared) * 1e3, 3),
+        },
+    }
+    if activations is not None:
+        answer["first_layer"] = first_layer_payload(activations[0], predictor.first_layer_shape)
+    return answer
+
+
+# ------------------------------------------------------------------ the app
+
+
+def _json(data, status: int = 200):
+    from starlette.responses import Response
+
+    # json.dumps directly: FastAPI's encoder walks every one of the 784 pixels in Python
+    return Response(json.dumps(data, separators=(",", ":")), status, media_type="application/json")
+
+
+def create_app(predictor):
+    """The FastAPI app serving the page and the API for one loaded predictor.
+
+    Args:
+        predictor: an inference.Predictor (see inference.load_predictor).
+
+    Returns:
+        fastapi.FastAPI; run it with uvicorn, or test it with fastapi.testclient.TestClient.
+
+    Example:
+        >>> app = create_app(load_predictor("runs/cnn"))   # doctest: +SKIP
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.responses import FileResponse
+    from starlette.staticfiles import StaticFiles
+
+    app = FastAPI(title="mnistlab", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.predictor = predictor
+    health = json.dumps({"status": "ok", **predictor.describe()})
+
+    @app.exception_handler(RequestError)
+    async def refused(request, error: RequestError):
+        return _json({"error": error.message}, error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, error: HTTPException):
+        return _json({"error": str(error.detail)}, error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, error):
+        return _json({"error": f"Invalid request: {error.errors()}"}, 422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, error: Exception):  # logged by uvicorn; the server stays up
+        return _json(
+            {"error": f"Internal error ({type(error).__name__}); see the server log."}, 500
+        )
+
+    @app.get("/api/health")
+    async def api_health():
+        from starlette.responses import Response
+
+        return Response(health, media_type="application/json")
+
+    @app.post("/api/predict")
+    async def api_predict(request: Request):
+        data, options = await read_request(request)
+        preprocess = _flag(options.get("preprocess"), "preprocess", True)
+        first_layer = _flag(options.get("first_layer"), "first_layer", False)
+        image = open_image(data)  # the header only: type and size checks
+        small = image.width * image.height <= INLINE_PIXELS
+        if small and predictor.runtime == "onnx":  # well under a millisecond of work
+            return _json(predict_image(predictor, image, preprocess, first_layer))
+        # larger images take milliseconds to fit: off the event loop, so others are not held up
+        answer = await run_in_threadpool(predict_image, predictor, image, preprocess, first_layer)
+        return _json(answer)
+
+    @app.get("/")
+    async def index():
+        return FileResponse(
+            os.path.join(STATIC_DIR, "index.html"),
+            headers={
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def serve(
+    spec: str | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    runtime: str = "auto",
+    log_requests: bool = False,
+) -> None:
+    """Loads the model and serves the page and API until interrupted.
+
+    Args:
+        spec: run folder, .keras or .onnx file, or None for the shipped model.
+        host, port: where to listen (127.0.0.1: this machine only; 0.0.0.0: the network).
+        runtime: "auto", "onnx" or "keras" (see inference.load_predictor).
+        log_requests: print one line per request (costs throughput under load).
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise ValueError(
+            "The server needs fastapi and uvicorn: pip install 'mnistlab[serve]'."
+        ) from None
+
+    predictor = load_predictor(spec, runtime)
+    print(
+        f"Model {predictor.name} from {predictor.source} on {predictor.runtime} "
+        f"({predictor.note}).\nServing on http://{host}:{port}/  (Ctrl+C to stop)",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(predictor), host=host, port=port, access_log=log_requests, log_level="warning"
+    )
