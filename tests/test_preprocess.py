@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab.data import preprocess
+from mnistlab.data import images
 from mnistlab.data.images import ImageError, load_image
 from mnistlab.data.preprocess import to_mnist
 
@@ -237,16 +237,16 @@ def test_bad_bytes_give_a_clear_image_error(monkeypatch):
     for data, message in [(b"", "empty"), (b"GIF89a junk", "not an image"), (42, "int")]:
         with pytest.raises(ImageError, match=message):
             to_mnist(data)
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_BYTES", 1000)
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 1000)
     with pytest.raises(ImageError, match="larger than the limit of 1,000 bytes"):
         to_mnist(png_bytes(blank_photo()))
 
 
 def test_pixel_bound_is_checked_before_decoding(monkeypatch):
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 300 * 200 - 1)
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 300 * 200 - 1)
     with pytest.raises(ImageError, match="more than the limit of 59,999"):
         to_mnist(png_bytes(draw_digit(SEVEN)))
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 10**10)  # Pillow's own guard still holds
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 10**10)  # Pillow's own guard still holds
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageError, match="decompression-bomb"):
         load_image(png_bytes(draw_digit(SEVEN)))

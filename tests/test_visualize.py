@@ -16,6 +16,7 @@ from mnistlab import inspect as visualize
 from mnistlab.commands import pictures as pictures_command
 from mnistlab.commands.main import main
 from mnistlab.core import runs
+from mnistlab.inspect import pictures
 from mnistlab.inspect.pictures import DPI, grid_pixels, grid_shape
 from mnistlab.models.saved import measure
 
@@ -130,7 +131,7 @@ def test_responses_by_index_name_and_for_flat_layers(tmp_path, cnn, tiny_data):
     assert visualize.layer_outputs(cnn, pooling, x_test[:1]).shape == (1, 12, 12, 32)
     flat = visualize.plot_responses(cnn, x_test[0], "-1", str(tmp_path / "d.png"))
     assert flat.panels == 2 and png_size(flat.path) == tuple(
-        round(inches * DPI) for inches in visualize.CURVES_INCHES
+        round(inches * DPI) for inches in pictures.CURVES_INCHES
     )
     bars = [patch.get_height() for patch in flat.figure.axes[1].patches]
     np.testing.assert_allclose(bars, cnn.predict(x_test[:1, ..., None] / 255.0, verbose=0)[0])
@@ -200,7 +201,7 @@ def test_maximize_command_draws_one_panel_per_filter(tmp_path, trained_run, caps
 def test_curves_plot_the_history_of_a_run(tmp_path, trained_run, capsys):
     picture = visualize.plot_curves(trained_run, str(tmp_path / "c.png"))
     assert picture.panels == 2
-    assert png_size(picture.path) == tuple(round(i * DPI) for i in visualize.CURVES_INCHES)
+    assert png_size(picture.path) == tuple(round(i * DPI) for i in pictures.CURVES_INCHES)
     history = runs.read_history(trained_run)
     loss_axes, accuracy_axes = picture.figure.axes
     training, validation = accuracy_axes.lines
@@ -218,7 +219,7 @@ def test_confusion_matrix_writes_every_count(tmp_path):
     confusion[4, 9], confusion[7, 1] = 6, 3
     picture = visualize.plot_confusion(confusion, str(tmp_path / "c.png"))
     assert picture.panels == 1
-    assert png_size(picture.path) == tuple(round(i * DPI) for i in visualize.CONFUSION_INCHES)
+    assert png_size(picture.path) == tuple(round(i * DPI) for i in pictures.CONFUSION_INCHES)
     texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
              for t in picture.figure.axes[0].texts}  # fmt: skip
     assert texts[(4, 9)] == "6" and texts[(7, 1)] == "3" and texts[(0, 0)] == "90"
@@ -263,7 +264,7 @@ def test_evaluate_plots_put_the_most_confident_mistakes_first(tmp_path, tiny_dat
 def test_evaluate_command_saves_both_plots(tmp_path, trained_run, tiny_npz, capsys):
     assert main(["evaluate", trained_run, "--data", tiny_npz, "--plots", str(tmp_path)]) == 0
     assert png_size(tmp_path / "confusion.png") == tuple(
-        round(i * DPI) for i in visualize.CONFUSION_INCHES
+        round(i * DPI) for i in pictures.CONFUSION_INCHES
     )
     assert os.path.exists(tmp_path / "misclassified.png")
     assert f"Saved {tmp_path / 'misclassified.png'}" in capsys.readouterr().out
