@@ -22,7 +22,6 @@ Example:
     $ curl -F image=@seven.png http://127.0.0.1:8000/api/predict
 """
 
-
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at runtime
 import base64
 import binascii
