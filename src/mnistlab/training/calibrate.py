@@ -57,9 +57,6 @@ def calibrate(
     Returns:
         The calibration dict written.
     """
-    from mnistlab.core.config import TrainConfig
-    from mnistlab.training.train import prepare_data
-
     if spec in (None, "pretrained", "default"):
         folder, settings = PRETRAINED_DIR, {"val_size": PRETRAINED_VAL_SIZE}
         settings["val_fold"] = PRETRAINED_VAL_FOLD
@@ -72,22 +69,29 @@ def calibrate(
         settings["val_size"] = val_size
     if val_fold is not None:
         settings["val_fold"] = val_fold
-    config = TrainConfig(
-        model=settings.get("model", "best"),
-        val_size=int(settings.get("val_size", 0)),
-        val_fold=int(settings.get("val_fold", 0)),
-        train_size=int(settings.get("train_size", 0) or 0),
-    )
-    if not config.val_size:
+    if not int(settings.get("val_size", 0)):
         raise ValueError(
             f"{folder} was trained without held-out validation images (val_size 0), so there is "
             "nothing unseen to calibrate on; pass val_size only if those images were held out."
         )
+    x_val, y_val, note = held_out_images(settings, data)
+    return calibrate_model(load_model(spec, compile=False), x_val, y_val, folder, note)
+
+
+def held_out_images(settings: dict, data=None):
+    """(x_val, y_val, note): the validation images a run's config (val_size, val_fold,
+    train_size) held out of MNIST's training images, and a note saying which."""
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.training.train import prepare_data
+
+    config = TrainConfig(
+        val_size=int(settings.get("val_size", 0)),
+        val_fold=int(settings.get("val_fold", 0)),
+        train_size=int(settings.get("train_size", 0) or 0),
+    )
     split = prepare_data(config, data)
     note = f"val_size {config.val_size}, val_fold {config.val_fold}"
-    return calibrate_model(
-        load_model(spec, compile=False), split["x_val"], split["y_val"], folder, note
-    )
+    return split["x_val"], split["y_val"], note
 
 
 if __name__ == "__main__":  # refits the shipped model's calibration.json
