@@ -169,7 +169,7 @@ class CalibratedPredictor(Predictor):
         return calibration.apply_temperature(probabilities, self.temperature), first
 
     def describe(self) -> dict:
-        return {**self.inner.describe(), "temperature": self.temperature}
+        return self.inner.describe()
 
 
 def load_runtime(
