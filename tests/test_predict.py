@@ -22,12 +22,19 @@ from tests.conftest import REPO, run_cli
 
 @pytest.fixture(scope="module")
 def cnn(trained_run):
-    return mnistlab.load_model(trained_run)
+    model = mnistlab.load_model(trained_run)
+    with open(os.path.join(trained_run, "calibration.json")) as file:
+        model.reference_temperature = json.load(file)["temperature"]  # predict applies it
+    return model
 
 
 def reference_probabilities(model, images):
-    """The model's own answer for (N, 28, 28) uint8 inputs, without mnistlab.predict."""
-    return model.predict(np.asarray(images, np.float32)[..., None] / 255.0, verbose=0)
+    """The model's own answer for (N, 28, 28) uint8 inputs, without mnistlab.predict, scaled
+    by the run's temperature (softmax(log p / T), written out here)."""
+    raw = model.predict(np.asarray(images, np.float32)[..., None] / 255.0, verbose=0)
+    scaled = np.log(np.maximum(raw.astype(np.float64), 1e-30)) / model.reference_temperature
+    scaled = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return scaled / scaled.sum(axis=1, keepdims=True)
 
 
 def page_with_bar(path, horizontal: bool):
@@ -87,7 +94,8 @@ def test_cli_batch_with_bad_files_classifies_the_others_and_exits_1(tmp_path, tr
 def test_api_on_arrays_matches_the_models_own_predict(cnn, tiny_data):
     _, (x_test, _) = tiny_data
     results = mnistlab.predict(x_test[:8], model=cnn, preprocess=False)
-    expected = reference_probabilities(cnn, x_test[:8])
+    # a loaded keras.Model comes without its folder's calibration.json: T = 1, never in doubt
+    expected = cnn.predict(x_test[:8].astype(np.float32)[..., None] / 255.0, verbose=0)
     assert len(results) == 8
     for result, row in zip(results, expected, strict=True):
         np.testing.assert_allclose(result["probabilities"], row, atol=1e-6)

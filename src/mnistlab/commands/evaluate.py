@@ -30,7 +30,7 @@ def add_cli(subparsers) -> None:
     parser.add_argument(
         "--plots",
         metavar="DIR",
-        help="also save confusion.png and misclassified.png (worst mistakes first) in DIR",
+        help="also save reliability.png, confusion.png and misclassified.png (worst first) in DIR",
     )
     add_backend_argument(parser)
     parser.set_defaults(func=_evaluate_command)

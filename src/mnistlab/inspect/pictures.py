@@ -29,6 +29,7 @@ TITLE_POINTS = 11  # font size of figure titles; smaller where a long title must
 DPI = 100  # pixels per inch of every saved PNG
 CURVES_INCHES = (11.0, 4.2)  # width, height of the training-curves figure
 CONFUSION_INCHES = (7.5, 7.0)  # width, height of the confusion-matrix figure
+RELIABILITY_INCHES = (11.0, 5.2)  # width, height of the reliability diagram (two panels)
 
 
 @dataclass
@@ -264,10 +265,57 @@ def plot_misclassified(
     return image_grid([images[index] for index in shown], titles, title, path, scale=(0, 255))
 
 
+def plot_reliability(calibration: dict, path: str = "reliability.png") -> Picture:
+    """Reliability diagram: accuracy against confidence per bin, before and after calibration.
+
+    Args:
+        calibration: ``evaluate()["calibration"]``: "reliability_before", "reliability_after"
+            (``models.calibration.reliability`` tables), "ece_before", "ece_after",
+            "temperature".
+
+    A calibrated model's bars sit on the diagonal; bars below it are overconfident bins, above
+    it underconfident ones. The bar labels count the images in each bin.
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=RELIABILITY_INCHES, dpi=DPI)
+    panels = (
+        ("before", "T = 1", calibration["reliability_before"], calibration["ece_before"]),
+        (
+            "after",
+            f"T = {calibration['temperature']:.3f}",
+            calibration["reliability_after"],
+            calibration["ece_after"],
+        ),
+    )
+    for index, (when, temperature, table, ece) in enumerate(panels):
+        axes = figure.add_subplot(1, 2, index + 1)
+        edges = np.asarray(table["edges"])
+        width = edges[1] - edges[0]
+        filled = [i for i, n in enumerate(table["counts"]) if n]
+        accuracy = [table["accuracy"][i] for i in filled]
+        axes.bar(edges[filled], accuracy, width=width, align="edge", color="#4c72b0", alpha=0.8)
+        axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        for i in filled:
+            axes.text(
+                edges[i] + width / 2, 0.02, str(table["counts"][i]), ha="center", fontsize=6,
+                rotation=90, color="white",
+            )  # fmt: skip
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.set_xlabel("confidence (top probability)")
+        axes.set_ylabel("accuracy")
+        axes.set_title(f"{when} calibration ({temperature}): ECE {100 * ece:.2f}%")
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.11, top=0.92, wspace=0.22)
+    return _save(figure, path, 1, 2)
+
+
 def evaluation_plots(
     model, x_test, y_test, metrics: dict, folder: str, tta: bool = False
 ) -> list[Picture]:
-    """confusion.png and misclassified.png in ``folder`` for ``evaluate.measure``'s metrics.
+    """confusion.png and misclassified.png in ``folder`` for ``evaluate.measure``'s metrics,
+    and reliability.png where the metrics carry evaluate's "calibration".
 
     ``tta``: the metrics were measured with test-time augmentation; the mistakes' confidences
     are then read the same way.
@@ -280,7 +328,11 @@ def evaluation_plots(
     if order:
         wrong = predict_probabilities(model, x_test[order], tta)
         confidences = wrong[np.arange(len(order)), predicted[order]]
-    return [
+    pictures = []
+    if metrics.get("calibration"):
+        path = os.path.join(folder, "reliability.png")
+        pictures.append(plot_reliability(metrics["calibration"], path))
+    return pictures + [
         plot_confusion(metrics["confusion"], os.path.join(folder, "confusion.png")),
         plot_misclassified(
             x_test,

@@ -137,10 +137,14 @@ def measure(model, images, labels, tta: bool = False) -> dict:
         "confusion" (10x10 counts, rows true, columns predicted), "misclassified" (indices
         of wrong answers, most confident mistakes first), "predicted" (N predictions).
     """
+    return score(predict_probabilities(model, images, tta), labels, tta)
+
+
+def score(probabilities, labels, tta: bool = False) -> dict:
+    """``measure``'s dict from (N, 10) probabilities already predicted."""
     import numpy as np
 
     labels = np.asarray(labels).astype(int)
-    probabilities = predict_probabilities(model, images, tta)
     predicted = probabilities.argmax(axis=1)
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)

@@ -7,8 +7,9 @@ import os
 import numpy as np
 
 from mnistlab.core import runs
+from mnistlab.models import calibration
 from mnistlab.models.registry import to_input
-from mnistlab.models.saved import load_model
+from mnistlab.models.saved import load_model, resolve_model_path
 from mnistlab.serving.onnx_graph import INPUT_NAME, OUTPUT_NAME, keras_to_onnx
 
 CHECK_TOLERANCE = 1e-4  # largest accepted |ONNX - Keras| probability difference
@@ -95,7 +96,8 @@ def export_onnx(spec: str | None, out: str, check: str | None = "auto") -> dict:
             check_images(); "synthetic" always uses check_images(); None skips the check.
 
     Returns:
-        dict with "path", "bytes", and when checked "images", "argmax_agree",
+        dict with "path", "bytes", "calibration" (the calibration.json written beside the
+        file, where the model has one), and when checked "images", "argmax_agree",
         "max_difference", "check_data".
 
     Raises:
@@ -114,6 +116,11 @@ def export_onnx(spec: str | None, out: str, check: str | None = "auto") -> dict:
     with runs.atomic_path(out) as temporary:
         with open(temporary, "wb") as handle:
             handle.write(data)
+    # the temperature and doubt threshold travel beside the file; ONNX Runtime users apply
+    # them in numpy after the network (inference.load_predictor does)
+    fitted = calibration.read_calibration(resolve_model_path(spec))
+    if fitted["fitted_on"] is not None:
+        report["calibration"] = calibration.write_calibration(folder, fitted)
     return report
 
 

@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from mnistlab.core.backend import keras
+from mnistlab.models import calibration
 from mnistlab.models.registry import to_input
 from mnistlab.models.saved import load_model, resolve_model_path
 from mnistlab.serving.export import ONNX_THREADS, onnx_session, verify
@@ -48,6 +49,7 @@ class Predictor:
     runtime = ""
     source = ""
     first_layer_shape: tuple | None = None
+    threshold = 0.0  # doubt below this calibrated top probability (CalibratedPredictor)
 
     def predict(self, images) -> np.ndarray:
         """(N, 28, 28) uint8 images -> (N, 10) float32 probabilities."""
@@ -137,7 +139,43 @@ class KerasPredictor(Predictor):
 def load_predictor(
     spec: str | None = None, runtime: str = "auto", threads: int = ONNX_THREADS
 ) -> Predictor:
-    """Loads a trained model for fast prediction.
+    """Loads a trained model for fast prediction, with its calibration.json applied.
+
+    The temperature stored beside the model (``models.calibration``) scales the probabilities
+    in numpy after the network, on either runtime, so an exported ONNX file stays as it is.
+    See ``load_runtime`` for the arguments.
+    """
+    predictor = load_runtime(spec, runtime, threads)
+    path = spec if spec is not None and str(spec).endswith(".onnx") else predictor.source
+    return CalibratedPredictor(predictor, calibration.read_calibration(path))
+
+
+class CalibratedPredictor(Predictor):
+    """A predictor whose probabilities are temperature-scaled; ``threshold`` marks doubt."""
+
+    def __init__(self, inner: Predictor, fitted: dict):
+        self.inner, self.calibration = inner, fitted
+        self.temperature = float(fitted["temperature"])
+        self.threshold = float(fitted["threshold"])
+        self.name, self.runtime, self.source = inner.name, inner.runtime, inner.source
+        self.first_layer_shape = inner.first_layer_shape
+        self.note = getattr(inner, "note", "")
+
+    def predict(self, images) -> np.ndarray:
+        return calibration.apply_temperature(self.inner.predict(images), self.temperature)
+
+    def predict_with_first_layer(self, images):
+        probabilities, first = self.inner.predict_with_first_layer(images)
+        return calibration.apply_temperature(probabilities, self.temperature), first
+
+    def describe(self) -> dict:
+        return self.inner.describe()
+
+
+def load_runtime(
+    spec: str | None = None, runtime: str = "auto", threads: int = ONNX_THREADS
+) -> Predictor:
+    """Loads a trained model for fast prediction, uncalibrated (``load_predictor`` calibrates).
 
     Args:
         spec: run folder, .keras file, .onnx file (from ``mnistlab export``), or None for

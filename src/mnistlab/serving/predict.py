@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 from mnistlab.data.inputs import describe, load_input
+from mnistlab.models import calibration
 from mnistlab.models.saved import load_model, predict_probabilities, resolve_model_path
 
 SHOW_INPUT_SCALE = 8  # screen pixels per input pixel in --show-input pictures (28 -> 224)
@@ -38,9 +39,12 @@ def predict(
 
     Returns:
         list of dicts with keys "source" (str), "digit" (int 0-9, or None if the image could
-        not be used), "probabilities" (10 floats summing to 1, or None), "input" ((28, 28)
-        uint8, what the network saw, or None) and "error" (None, or a message saying why the
-        image was skipped).
+        not be used), "probabilities" (10 floats summing to 1, calibrated by the model's
+        calibration.json, or None), "doubt" (True when the top probability is below the
+        model's doubt threshold: the answer is "not sure", and "message" says between which
+        two digits, e.g. "not sure: 4 or 9"), "input" ((28, 28) uint8, what the network saw,
+        or None) and "error" (None, or a message saying why the image was skipped).
+        A loaded keras.Model has no calibration.json: T = 1 and never in doubt.
 
     Example:
         >>> mnistlab.predict("seven.png", model="runs/cnn")[0]["digit"]  # doctest: +SKIP
@@ -56,6 +60,7 @@ def predict(
     results = []
     for source in sources:
         result = {"source": describe(source), "digit": None, "probabilities": None}
+        result.update(doubt=None, message=None)
         try:
             result["input"], result["error"] = load_input(source, preprocess, data), None
         except (ValueError, OSError) as error:  # ImageError is a ValueError
@@ -67,9 +72,13 @@ def predict(
     if model_path is not None:
         model = load_model(model_path)
     probabilities = predict_probabilities(model, np.stack([r["input"] for r in good]), tta)
+    fitted = calibration.read_calibration(model_path)
+    probabilities = calibration.apply_temperature(probabilities, fitted["temperature"])
     for result, row in zip(good, probabilities, strict=True):
         result["digit"] = int(np.argmax(row))
         result["probabilities"] = [float(value) for value in row]
+        result["doubt"] = bool(calibration.in_doubt(row, fitted["threshold"]))
+        result["message"] = calibration.doubt_message(row) if result["doubt"] else None
     return results
 
 
@@ -125,6 +134,8 @@ def format_result(result: dict) -> str:
     probabilities = result["probabilities"]
     digit = result["digit"]
     lines = [f"{result['source']}: {digit}  ({100 * probabilities[digit]:.1f}%)"]
+    if result.get("doubt"):
+        lines = [f"{result['source']}: {result['message']}  ({100 * probabilities[digit]:.1f}%)"]
     lines.append("  " + "  ".join(f"{d}: {p:.3f}" for d, p in enumerate(probabilities)))
     if result.get("input_picture"):
         lines.append(f"  the network saw: {result['input_picture']}")

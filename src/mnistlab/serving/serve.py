@@ -8,7 +8,8 @@
   base64 text, or as the raw bytes with Content-Type image/png or image/jpeg. Query options
   (or JSON keys of the same names): ``preprocess=false`` takes a 28x28 MNIST-style image as
   it is; ``first_layer=true`` adds the first layer's activations. Answers JSON: ``digit``,
-  ``probabilities`` (10), ``model``, ``runtime``, ``input`` (the 28x28 image the network saw,
+  ``probabilities`` (10, calibrated), ``doubt`` and ``message`` ("not sure: 4 or 9" when in
+  doubt, else null), ``model``, ``runtime``, ``input`` (the 28x28 image the network saw,
   rows of 0-255), ``timing_ms``, and ``first_layer`` when asked;
 - ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``.
 
@@ -32,6 +33,7 @@ import time
 
 from mnistlab.data.images import ImageError
 from mnistlab.data.preprocess import to_mnist
+from mnistlab.models import calibration
 from mnistlab.serving.inference import load_predictor
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
@@ -304,10 +306,13 @@ def predict_image(predictor, data, preprocess: bool = True, first_layer: bool = 
     else:
         probabilities, activations = predictor.predict(batch), None
     done = time.perf_counter()
-    probabilities = probabilities[0]
+    probabilities = probabilities[0]  # calibrated by the predictor (its calibration.json)
+    doubt = bool(probabilities.max() < predictor.threshold)
     answer = {
         "digit": int(probabilities.argmax()),
         "probabilities": np.round(probabilities.astype(float), 6).tolist(),
+        "doubt": doubt,  # the top probability is below the model's threshold: "not sure"
+        "message": calibration.doubt_message(probabilities) if doubt else None,
         "model": predictor.name,
         "runtime": predictor.runtime,
         "input": digit_image.tolist(),

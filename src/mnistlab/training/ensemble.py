@@ -222,9 +222,27 @@ def build_ensemble(member_folders: list[str], out: str, data=None, weights=None)
         metrics["members"] = len(member_folders)
         metrics["member_test_errors"] = recipe["member_test_errors"]
         metrics["member_weights"] = recipe["member_weights"]
+        metrics["calibration"] = _calibrate_ensemble(model, configs, out, data)
         runs.save_model_atomic(model, os.path.join(out, runs.MODEL_FILE))
         runs.write_json(os.path.join(out, runs.METRICS_FILE), metrics)  # last: marks complete
     return metrics
+
+
+def _calibrate_ensemble(model, configs: list[dict], out: str, data) -> str:
+    """Fits the averaged model's calibration.json where every member held out the same images.
+
+    Members that held out different folds each trained on the others' validation images, so
+    no image is unseen by the whole ensemble: then nothing is fitted (T = 1, no doubt), and
+    the reason is returned for metrics.json.
+    """
+    from mnistlab.training.calibrate import calibrate_model, held_out_images
+
+    folds = {(c.get("val_size", 0), c.get("val_fold", 0), c.get("train_size", 0)) for c in configs}
+    if len(folds) != 1 or not next(iter(folds))[0]:
+        return "not fitted: the members held out different validation images (or none)"
+    x_val, y_val, note = held_out_images(configs[0], data)
+    calibrate_model(model, x_val, y_val, out, note)
+    return f"fitted on {note}"
 
 
 def ensemble(

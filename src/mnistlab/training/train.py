@@ -328,6 +328,8 @@ def _train_locked(
     import keras
     import numpy as np
 
+    from mnistlab.training.calibrate import calibrate_model
+
     seed_everything(config.seed, config.deterministic == "true")
     split = plan.shard(prepare_data(config, data))  # this process's share of the images
     done = runs.finished_epochs(folder) if resumed else 0
@@ -402,6 +404,8 @@ def _train_locked(
             if split["validation"] == "held-out"
             else None
         )
+        if split["validation"] == "held-out":  # temperature and doubt threshold: calibration.json
+            calibrate_model(model, split["x_val"], split["y_val"], folder)
     metrics["train_seconds_this_process"] = train_seconds
     history = runs.read_history(folder)
     metrics["epochs_run"] = len(history)

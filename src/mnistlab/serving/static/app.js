@@ -178,9 +178,11 @@ function showMessage(text) {
 
 function showAnswer(answer) {
   message.hidden = true;
-  digitView.textContent = String(answer.digit);
+  // in doubt (top probability below the model's threshold): no digit named, the top two said
+  digitView.textContent = answer.doubt ? "?" : String(answer.digit);
   const p = answer.probabilities[answer.digit];
-  confidenceView.textContent = `${formatPercent(p)} sure`;
+  confidenceView.textContent = answer.doubt ? answer.message : `${formatPercent(p)} sure`;
+  result.dataset.doubt = String(Boolean(answer.doubt));
   showProbabilities(answer.probabilities);
   drawGray(seen, answer.input.flat(), 28, 28);
   if (answer.first_layer) showFirstLayer(answer.first_layer);
