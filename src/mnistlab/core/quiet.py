@@ -81,8 +81,15 @@ def show_everything() -> None:
 
 def note(message: str) -> None:
     """One line for the user on stderr, in mnistlab's words (a fallback, a slow path, a
-    missing extra): ``note("onnxruntime is not installed; ...")``."""
+    missing extra), once a process however often it recurs:
+    ``note("onnxruntime is not installed; ...")``."""
+    if message in _noted:
+        return
+    _noted.add(message)
     print(f"mnistlab: {message}", file=sys.stderr, flush=True)
+
+
+_noted: set[str] = set()  # the notes already printed in this process
 
 
 @contextlib.contextmanager
