@@ -133,8 +133,8 @@ def test_architecture_name_is_not_a_trained_model(tmp_path, monkeypatch, capsys)
 
 
 def test_missing_shipped_model_says_what_to_do(monkeypatch, tmp_path):
-    evaluate = importlib.import_module("mnistlab.evaluate")  # the module, not mnistlab.evaluate()
-    monkeypatch.setattr(evaluate, "PRETRAINED_MODEL", str(tmp_path / "none.keras"))
+    saved = importlib.import_module("mnistlab.models.saved")
+    monkeypatch.setattr(saved, "PRETRAINED_MODEL", str(tmp_path / "none.keras"))
     with pytest.raises(ValueError, match="No shipped model.*pass --model RUN"):
         mnistlab.predict(np.zeros((28, 28), np.uint8), preprocess=False)
 
