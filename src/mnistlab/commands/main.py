@@ -25,6 +25,7 @@ from mnistlab.commands import (
 )
 from mnistlab.core.backend import use_backend
 from mnistlab.core.config import BACKEND_ENV, BACKENDS
+from mnistlab.core.quiet import VERBOSE_ENV, quiet_backends, show_everything
 from mnistlab.core.runs import CONFIG_FILE, META_FILE, read_json
 from mnistlab.core.version import __version__
 from mnistlab.models.registry import REGISTRY
@@ -40,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep learning on handwritten digits (MNIST) with Keras 3.",
     )
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    parser.add_argument(
+        "--verbose",
+        dest="backend_logs",
+        action="store_true",
+        help=f"let TensorFlow's, XLA's and absl's own log lines through (as {VERBOSE_ENV}=1 "
+        "does); goes before the command, as `train --verbose N` is training's progress",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_cli(subparsers)
@@ -85,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.backend_logs:
+        show_everything()
+    quiet_backends()  # before any backend loads: its import-time lines go to descriptor 2
     try:
         network = network_of(args)
         use_backend(backend_of(args), REGISTRY.get(network) if network else None)

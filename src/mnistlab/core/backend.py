@@ -21,6 +21,7 @@ from mnistlab.core.config import (
     PRECISIONS,
     XLA_FLAGS_ENV,
 )
+from mnistlab.core.quiet import quiet_backends
 from mnistlab.core.runs import cpu_model_and_flags, tensorflow_onednn
 
 
@@ -63,7 +64,7 @@ def use_backend(name: str | None, network=None) -> str:
             f"{BACKEND_ENV}='{chosen}' is not a backend. Available: {', '.join(BACKENDS)}."
         )
     os.environ[BACKEND_ENV] = chosen
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+    quiet_backends()  # TensorFlow's, XLA's and absl's logs stay off the terminal (core.quiet)
     if chosen in _SET_UP:  # an earlier call in this process chose the settings, for its network
         return chosen
     _SET_UP.add(chosen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -9,12 +10,16 @@ import numpy as np
 from mnistlab.core import runs
 from mnistlab.models import calibration
 from mnistlab.models.registry import to_input
-from mnistlab.models.saved import load_model, resolve_model_path
+from mnistlab.models.saved import PRETRAINED_DIR, PRETRAINED_MODEL, load_model, resolve_model_path
 from mnistlab.serving.onnx_graph import INPUT_NAME, OUTPUT_NAME, keras_to_onnx
 
 CHECK_TOLERANCE = 1e-4  # largest accepted |ONNX - Keras| probability difference
 FORMATS = ("onnx",)
 ONNX_THREADS = 1  # threads per ONNX Runtime call: these models are too small to split well
+# the shipped model as ONNX, which predict and serve run without loading Keras, and the record
+# of its check against model.keras (build_pretrained_onnx writes both)
+PRETRAINED_ONNX = os.path.join(PRETRAINED_DIR, "model.onnx")
+PRETRAINED_ONNX_RECORD = os.path.join(PRETRAINED_DIR, "onnx.json")
 
 
 def onnx_session(model, threads: int = ONNX_THREADS):
@@ -161,3 +166,53 @@ def verify(model, onnx_bytes: bytes, check: str = "auto", count: int = 500) -> d
             f"{CHECK_TOLERANCE:g}). Please report this with the model's layers."
         )
     return result
+
+
+def sha256_of(path: str) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_pretrained_onnx(check: str = "auto") -> dict:
+    """Exports the shipped model.keras as model.onnx beside it, with its first layer's output
+    (for the page's responses), checked against Keras once, here; writes the check to
+    onnx.json with the SHA-256 of both files. Rerun it whenever model.keras changes:
+    ``python benchmarks/startup.py --rebuild-onnx``.
+
+    Args:
+        check: "auto" (the MNIST test set where it is found, else synthetic images) or
+            "synthetic" (see ``verify``).
+
+    Returns:
+        The record written to onnx.json.
+
+    Raises:
+        ValueError: the export disagrees with Keras (nothing is written then).
+    """
+    import onnxruntime
+
+    from mnistlab.serving.onnx_graph import OPSET
+
+    model = load_model(None, compile=False)
+    data = keras_to_onnx(model, first_layer=True).SerializeToString()
+    check_result = verify(model, data, check)
+    with runs.atomic_path(PRETRAINED_ONNX) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+    record = {
+        "keras_file": os.path.basename(PRETRAINED_MODEL),
+        "keras_sha256": sha256_of(PRETRAINED_MODEL),
+        "onnx_file": os.path.basename(PRETRAINED_ONNX),
+        "onnx_sha256": sha256_of(PRETRAINED_ONNX),
+        "opset": OPSET,
+        "onnxruntime": onnxruntime.__version__,
+        **check_result,
+    }
+    runs.write_json(PRETRAINED_ONNX_RECORD, record)
+    for path in (PRETRAINED_ONNX, PRETRAINED_ONNX_RECORD):  # package files: readable by all
+        os.chmod(path, 0o644)
+    return record

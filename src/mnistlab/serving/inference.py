@@ -20,10 +20,19 @@ import os
 import numpy as np
 
 from mnistlab.core.backend import keras
+from mnistlab.core.quiet import note
+from mnistlab.core.runs import read_json
 from mnistlab.models import calibration
 from mnistlab.models.registry import to_input
-from mnistlab.models.saved import load_model, resolve_model_path
-from mnistlab.serving.export import ONNX_THREADS, onnx_session, verify
+from mnistlab.models.saved import PRETRAINED_MODEL, load_model, resolve_model_path
+from mnistlab.serving.export import (
+    ONNX_THREADS,
+    PRETRAINED_ONNX,
+    PRETRAINED_ONNX_RECORD,
+    onnx_session,
+    sha256_of,
+    verify,
+)
 from mnistlab.serving.onnx_graph import (
     FIRST_LAYER_NAME,
     INPUT_NAME,
@@ -33,6 +42,7 @@ from mnistlab.serving.onnx_graph import (
 )
 
 RUNTIMES = ("auto", "onnx", "keras")  # auto: ONNX Runtime if the model exports and matches
+SHIPPED = (None, "pretrained", "default")  # what names the shipped model (saved.resolve_model_path)
 AUTO_CHECK_IMAGES = 200  # images compared with Keras before "auto" trusts the ONNX export
 
 
@@ -136,6 +146,43 @@ class KerasPredictor(Predictor):
         return self.predict(images), None
 
 
+NO_ONNXRUNTIME = "onnxruntime is not installed"
+
+
+def shipped_onnx_predictor(threads: int = ONNX_THREADS):
+    """The shipped model on ONNX Runtime from its committed model.onnx, which loads no Keras:
+    numpy and onnxruntime only. Used only while onnx.json's SHA-256 of model.keras matches the
+    model.keras installed, i.e. the check made when the ONNX file was built still holds
+    (``export.build_pretrained_onnx``).
+
+    Returns:
+        (OnnxPredictor, None), or (None, why not) as one phrase.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None, NO_ONNXRUNTIME
+    if not (os.path.isfile(PRETRAINED_ONNX) and os.path.isfile(PRETRAINED_ONNX_RECORD)):
+        return None, "the shipped model has no ONNX file"
+    try:
+        record = read_json(PRETRAINED_ONNX_RECORD)
+        fresh = record["keras_sha256"] == sha256_of(PRETRAINED_MODEL)
+        fresh = fresh and record["onnx_sha256"] == sha256_of(PRETRAINED_ONNX)
+    except (OSError, ValueError, KeyError, TypeError):
+        fresh = False
+    if not fresh:
+        return None, (
+            "the shipped model.onnx was not built from this model.keras (rebuild it: "
+            "python benchmarks/startup.py --rebuild-onnx)"
+        )
+    predictor = OnnxPredictor(PRETRAINED_ONNX, source=PRETRAINED_ONNX, threads=threads)
+    predictor.note = (
+        f"shipped ONNX file, checked against Keras when built "
+        f"(largest difference {record.get('max_difference', float('nan')):.1e})"
+    )
+    return predictor, None
+
+
 def load_predictor(
     spec: str | None = None, runtime: str = "auto", threads: int = ONNX_THREADS
 ) -> Predictor:
@@ -179,7 +226,8 @@ def load_runtime(
 
     Args:
         spec: run folder, .keras file, .onnx file (from ``mnistlab export``), or None for
-            the shipped model.
+            the shipped model (on ONNX Runtime from its committed model.onnx, without loading
+            Keras, unless runtime is "keras": ``shipped_onnx_predictor``).
         runtime: "onnx" (ONNX Runtime; an error if the model cannot be exported), "keras",
             or "auto": ONNX Runtime when onnxruntime is installed, the model exports, and it
             agrees with Keras on AUTO_CHECK_IMAGES check images; else Keras.
@@ -195,6 +243,12 @@ def load_runtime(
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime '{runtime}'. Available: {', '.join(RUNTIMES)}.")
+    if spec in SHIPPED and runtime != "keras":
+        predictor, reason = shipped_onnx_predictor(threads)
+        if predictor is not None:
+            return predictor
+        if runtime == "auto" and reason != NO_ONNXRUNTIME:
+            note(f"{reason}; loading the shipped model on Keras instead (slower to start).")
     if spec is not None and str(spec).endswith(".onnx"):
         if runtime == "keras":
             raise ValueError(f"'{spec}' is an ONNX file; use --runtime onnx (or auto) for it.")

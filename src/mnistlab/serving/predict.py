@@ -15,9 +15,16 @@ from __future__ import annotations
 
 import os
 
+from mnistlab.core.quiet import note
 from mnistlab.data.inputs import describe, load_input
 from mnistlab.models import calibration
-from mnistlab.models.saved import load_model, predict_probabilities, resolve_model_path
+from mnistlab.models.saved import (
+    TTA_SHIFTS,
+    load_model,
+    predict_probabilities,
+    resolve_model_path,
+    shift_images,
+)
 
 SHOW_INPUT_SCALE = 8  # screen pixels per input pixel in --show-input pictures (28 -> 224)
 
@@ -31,7 +38,8 @@ def predict(
         images: a list of images (paths, bytes, file objects, PIL images, (H, W[, C]) arrays,
             or "test:INDEX"), or one such image; a (N, 28, 28) uint8 array is N images.
         model: a run folder, a .keras file, a loaded keras.Model, or None for the model
-            shipped with mnistlab.
+            shipped with mnistlab (run on ONNX Runtime from its committed model.onnx where
+            onnxruntime is installed, so that neither Keras nor TensorFlow loads).
         preprocess: True fits any photo or drawing as MNIST was made (``preprocess.to_mnist``);
             False feeds 28x28 images as they are (other sizes are refused).
         data: where MNIST is, for "test:INDEX" images.
@@ -69,10 +77,15 @@ def predict(
     good = [result for result in results if result["error"] is None]
     if not good:
         return results
-    if model_path is not None:
-        model = load_model(model_path)
-    probabilities = predict_probabilities(model, np.stack([r["input"] for r in good]), tta)
-    fitted = calibration.read_calibration(model_path)
+    images = np.stack([r["input"] for r in good])
+    predictor = _shipped_onnx() if model is None else None
+    if predictor is not None:
+        probabilities = _onnx_probabilities(predictor, images, tta)
+    else:
+        if model_path is not None:
+            model = load_model(model_path)
+        probabilities = predict_probabilities(model, images, tta)
+    fitted = calibration.read_calibration(model_path)  # the shipped model's sits beside it
     probabilities = calibration.apply_temperature(probabilities, fitted["temperature"])
     for result, row in zip(good, probabilities, strict=True):
         result["digit"] = int(np.argmax(row))
@@ -80,6 +93,28 @@ def predict(
         result["doubt"] = bool(calibration.in_doubt(row, fitted["threshold"]))
         result["message"] = calibration.doubt_message(row) if result["doubt"] else None
     return results
+
+
+def _shipped_onnx():
+    """The shipped model's ONNX predictor, or None (after one line saying why) to use Keras."""
+    from mnistlab.serving.inference import NO_ONNXRUNTIME, shipped_onnx_predictor
+
+    predictor, reason = shipped_onnx_predictor()
+    if reason == NO_ONNXRUNTIME:
+        reason += " (pip install 'mnistlab[onnx]' starts predict in about a second)"
+    if predictor is None:
+        note(f"{reason}; predicting with the shipped model on Keras instead (slower to start).")
+    return predictor
+
+
+def _onnx_probabilities(predictor, images, tta: bool):
+    """As ``saved.predict_probabilities``, on an ONNX predictor: (N, 28, 28) uint8 -> (N, 10)."""
+    import numpy as np
+
+    if not tta:
+        return predictor.predict(images)
+    views = [predictor.predict(shift_images(images, down, right)) for down, right in TTA_SHIFTS]
+    return np.mean(views, axis=0).astype("float32")
 
 
 def _as_list(images) -> list:
