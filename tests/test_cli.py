@@ -41,7 +41,22 @@ def test_bad_input_gives_one_clear_line_and_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
+def test_models_name_prints_the_layer_summary():
+    result = run_cli("models", "cnn")
+    assert result.returncode == 0, result.stderr
+    assert "conv2d (Conv2D)" in result.stdout and "592,074" in result.stdout
+    assert "1 conv2d" in result.stdout  # the index --layer takes for the first convolution
+
+
 def test_models_lists_the_registry_with_parameter_counts():
+    import subprocess
+    import sys
+
+    # listing reads the registry's data: no network is built, Keras never loads
+    code = "import sys; from mnistlab.commands.main import main; main(['models']); "
+    code += "assert 'keras' not in sys.modules, 'keras loaded'"
+    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
     result = run_cli("models", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}

@@ -110,11 +110,12 @@ def test_a_failing_trial_is_retried_and_reported_not_dropped(interrupted_and_loc
         os.path.abspath(t["out"]) for t in interrupted_and_locked["trials"]
     ]
     failed = results[1]
-    assert (failed["status"], failed["attempts"]) == ("failed", 2)  # 1 + max_retries
+    # exit status 2 is mnistlab's bad input: reported at once, not retried (max_retries=1)
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
     assert "in use by another mnistlab process" in failed["error"]
     assert failed.get("test_error") is None
     log = open(os.path.join(failed["out"], "train.log")).read()
-    assert log.count("[exit status 2]") == 2
+    assert log.count("[exit status 2]") == 1
     # on_result saw each final result once
     assert sorted(r["out"] for r in interrupted_and_locked["seen"]) == sorted(
         r["out"] for r in results
@@ -129,3 +130,30 @@ def test_a_complete_trial_is_skipped_without_a_process(interrupted_and_locked):
     assert (again["status"], again["skipped"], again["attempts"]) == ("ok", True, 0)
     assert again["test_error"] == interrupted_and_locked["results"][0]["test_error"]
     assert open(log).read() == before  # nothing ran
+
+
+def test_only_faults_are_retried_never_configuration_errors():
+    from mnistlab.training.executors import _with_retries
+
+    def attempts_of(outcome):
+        calls = []
+
+        def attempt(trial):
+            calls.append(trial)
+            return {"status": "failed", "skipped": False, "resumed": False, **outcome}
+
+        result = _with_retries({"out": "x"}, 2, attempt)
+        assert result["attempts"] == len(calls)
+        return len(calls)
+
+    assert attempts_of({"error": "killed by signal 9", "retry": True}) == 3  # 1 + max_retries
+    assert attempts_of({"error": "val_size=5000 leaves no training images", "retry": False}) == 1
+
+
+def test_a_trial_is_checked_as_its_process_resolves_it(tmp_path):
+    with pytest.raises(ValueError, match="leaves no training images"):
+        check_trial({"model": "mlp", "out": "a", "train_size": 3000})  # beside val_size 5000
+    with pytest.raises(ValueError, match="No MNIST data at"):
+        check_trial({"model": "mlp", "out": "a", "data": str(tmp_path / "missing.npz")})
+    # the recipe counts: best holds out 1,000 images, so 3,000 leave 2,000 to train on
+    assert check_trial({"model": "best", "out": "a", "train_size": 3000})["model"] == "best"

@@ -42,6 +42,12 @@ def test_tutorial_parameter_counts(name):
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
+def test_the_registry_counts_each_networks_parameters_as_built(name):
+    # `mnistlab models` lists these counts without building anything
+    assert get_spec(name).parameters == create_model(name).count_params()
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_model_builds_predicts_and_trains_one_step(name, tiny_data):
     import keras
 

@@ -67,7 +67,7 @@ def test_cli_batch_with_bad_files_classifies_the_others_and_exits_1(tmp_path, tr
     result = run_cli(
         "predict", "--model", trained_run, "--json", "--show-input", str(shown), *images
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr  # bad input, as for every command
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("mnistlab predict:")]
     assert len(errors) == 5  # one line per bad file, then the count
@@ -124,7 +124,7 @@ def test_no_preprocess_refuses_other_sizes_and_prints_the_rest(tmp_path, trained
     status = main(["predict", "--model", trained_run, "--no-preprocess", str(small),
                    str(tmp_path / "big.png")])  # fmt: skip
     out, err = capsys.readouterr()
-    assert status == 1
+    assert status == 2  # some images were bad input
     assert "big.png' is 40x30 pixels" in err and "must be 28x28" in err
     probabilities = reference_probabilities(cnn, digit[None])[0]
     digit_line = f"{small}: {probabilities.argmax()}  ({100 * probabilities.max():.1f}%)"

@@ -202,7 +202,7 @@ def test_stopwatch_does_not_count_checkpoints_or_measures(tmp_path, tiny_data):
 
 def test_speedrun_command_refuses_bad_seeds():
     result = run_cli("speedrun", "--seeds", "0")
-    assert result.returncode == 2 and "--seeds must be at least 1" in result.stderr
+    assert result.returncode == 2 and "seeds must be a count of at least 1" in result.stderr
 
 
 def test_speedrun_command_refuses_an_unknown_network_before_training():

@@ -70,6 +70,7 @@ def test_bad_sweep_files_are_refused_with_a_clear_message(tmp_path, text, messag
         ("[sweep]\nout='o'\n[grid]\nmodel=['mlp']\nepochs=[0, 1]\n", "epochs must be at least"),
         ("[sweep]\nout='o'\n[grid]\nmodel=['mlp']\nepochs=['2']\n", "must be int"),
         ("[grid]\nmodel=['mlp']\n", "Say where the sweep writes"),
+        ("[sweep]\nout='o'\n[fixed]\ntrain_size=3000\n[grid]\nmodel=['mlp']\n", "no training"),
         (
             "[sweep]\nout='o'\nmethod='random'\ntrials=3\n[grid]\nmodel=['mlp', 'cnn']\n",
             "only 2 combinations",

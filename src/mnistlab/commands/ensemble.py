@@ -80,6 +80,7 @@ def _ensemble_command(args) -> int:
             executor=args.executor,
             address=args.address,
             data=args.data,
+            on_result=_report_member,
             **overrides,
         )
         out = args.out or os.path.join("runs", f"{args.model}-ensemble-{members}")
@@ -90,3 +91,18 @@ def _ensemble_command(args) -> int:
     print(f"Ensemble of {metrics['members']}: classification error {metrics['error']:.2f}%")
     print(f"Ensemble folder: {out}")
     return 0
+
+
+def _report_member(result: dict) -> None:
+    """One line per member as it finishes (members train for minutes each)."""
+    name = os.path.basename(result["out"])
+    if result["status"] != "ok":
+        line = f"{name}: failed after {result['attempts']} attempts: "
+        line += (result["error"] or "").splitlines()[0] if result["error"] else "no reason given"
+    elif result.get("skipped"):
+        line = f"{name}: already complete, test error {result['test_error']:.2f}%"
+    else:
+        line = f"{name}: test error {result['test_error']:.2f}%"
+        if result.get("val_error") is not None:
+            line += f", val error {result['val_error']:.2f}%"
+    print(line, flush=True)

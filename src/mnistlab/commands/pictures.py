@@ -65,7 +65,11 @@ def add_cli(subparsers) -> None:
         "responses", "feature maps of a layer for one image", "responses.png", "RUN_OR_MODEL"
     )
     parser.add_argument("image", metavar="IMAGE", help="image file, or test:INDEX (MNIST test)")
-    parser.add_argument("--layer", help="layer name or index (default: the first convolution)")
+    parser.add_argument(
+        "--layer",
+        help="layer name or index, as 'mnistlab models NAME' numbers them (0 is the input "
+        "layer; default: the first convolution)",
+    )
     parser.add_argument(
         "--no-preprocess",
         dest="preprocess",

@@ -13,7 +13,7 @@ from mnistlab.serving.predict import (
     save_input,
 )
 
-BAD_INPUT_STATUS = 1  # exit status when some images could not be classified
+BAD_INPUT_STATUS = 2  # exit status when some images could not be classified (bad input)
 
 
 # --- CLI ---------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def _predict_command(args) -> int:
                 )
     for result in results:
         if result["error"] is not None:
-            print(f"mnistlab predict: {result['error']}", file=sys.stderr)
+            print(f"mnistlab predict: error: {result['error']}", file=sys.stderr)
     if args.json:
         public = [{k: v for k, v in result.items() if k != "input"} for result in results]
         print(json.dumps(public, indent=2))
@@ -78,9 +78,11 @@ def _predict_command(args) -> int:
                 print(format_result(result))
     failed = sum(result["error"] is not None for result in results)
     if failed:
-        print(
-            f"mnistlab predict: {failed} of {len(results)} images could not be classified.",
-            file=sys.stderr,
-        )
+        if len(results) > 1:  # one image: its own line says it all
+            print(
+                f"mnistlab predict: error: {failed} of {len(results)} images could not be "
+                "classified.",
+                file=sys.stderr,
+            )
         return BAD_INPUT_STATUS
     return 0

@@ -22,7 +22,14 @@ def add_cli(subparsers) -> None:
         default="99.0",
         help="test accuracy to reach (%%): 99.0 (budget 8 s) or 99.5 (budget 90 s); default 99.0",
     )
-    parser.add_argument("--seeds", type=int, default=SEEDS, help=f"runs (default {SEEDS})")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[SEEDS],
+        metavar="N",
+        help=f"one number: how many runs (seeds 1..N); several: those seeds (default {SEEDS})",
+    )
     parser.add_argument(
         "--model", help="train this registered network instead of the target's (same settings)"
     )
@@ -36,11 +43,9 @@ def add_cli(subparsers) -> None:
 
 
 def _speedrun_command(args) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}.")
     report = run_speedrun(
         args.target,
-        seeds=range(1, args.seeds + 1),
+        seeds=args.seeds[0] if len(args.seeds) == 1 else args.seeds,  # a count, or the seeds
         data=args.data,
         out=args.out,
         model=args.model,

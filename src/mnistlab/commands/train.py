@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mnistlab.commands.common import add_backend_argument
 from mnistlab.core.config import TrainConfig, fields_of
+from mnistlab.models.registry import REGISTRY
 from mnistlab.training.distribute import STRATEGIES
 from mnistlab.training.train import train
 
@@ -73,6 +74,9 @@ def add_cli(subparsers) -> None:
 def _train_command(args) -> int:
 
     overrides = {key: getattr(args, key) for key in fields_of(TrainConfig) if key != "model"}
+    note = short_run_note(args.model, args.epochs)
+    if note:
+        print(note, flush=True)
     run = train(
         args.model,
         data=args.data,
@@ -84,6 +88,32 @@ def _train_command(args) -> int:
     )
     print(f"Run folder: {run.path}")
     return 0
+
+
+SHORT_RUN_SHARE = 4  # epochs under 1/4 of a recipe's: the run is a rough try, said so at once
+
+
+def short_run_note(model: str | None, epochs: int | None) -> str | None:
+    """A line for ``--epochs`` far under the recipe's own (a long recipe, cut to a try, ends
+    at a high error: ``train best --epochs 1`` at about 84%); None where nothing is cut.
+
+    Example:
+        >>> short_run_note("best", 1).startswith("note: best's recipe trains 40 epochs")
+        True
+    """
+    if not model or not epochs or model not in REGISTRY:
+        return None
+    recipe = REGISTRY[model].recipe or {}
+    planned = recipe.get("epochs")  # the lab's networks keep TrainConfig's 10: no long recipe
+    if not planned or epochs * SHORT_RUN_SHARE >= planned:
+        return None
+    schedule = recipe.get("schedule", "constant")
+    unit = "epoch" if epochs == 1 else "epochs"
+    squeezed = f" (its {schedule} schedule is squeezed into {epochs} {unit})"
+    return (
+        f"note: {model}'s recipe trains {planned} epochs; --epochs {epochs} gives a rough "
+        f"network{squeezed if schedule != 'constant' else ''}."
+    )
 
 
 def add_cli_argument(parser) -> None:

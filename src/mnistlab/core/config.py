@@ -160,6 +160,27 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"Invalid config: {message}.")
+        self._validate_split()
+
+    def _validate_split(self) -> None:
+        """What prepare_data would refuse once the data is loaded, refused before (a sweep or
+        an ensemble then fails at once, not in every trial's process)."""
+        if self.train_size and self.val_size >= self.train_size:
+            raise ValueError(
+                f"Invalid config: val_size={self.val_size} leaves no training images of "
+                f"train_size={self.train_size}; lower val_size or raise train_size."
+            )
+        needed = (self.val_fold + 1) * self.val_size
+        if self.train_size and self.val_fold and needed > self.train_size:
+            raise ValueError(
+                f"Invalid config: val_fold={self.val_fold} with val_size={self.val_size} needs "
+                f"{needed} training images, train_size={self.train_size}; use a smaller val_fold."
+            )
+        if self.early_stopping and not self.val_size:
+            raise ValueError(
+                "Invalid config: early_stopping needs a validation split held out of the "
+                "training images (val_size > 0); stopping on the test set would bias the error."
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

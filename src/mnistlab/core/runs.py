@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -51,10 +52,19 @@ def atomic_path(path: str):
         yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        # mkstemp makes its file 0600; a run file gets the mode open() would give it
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def current_umask() -> int:
+    """The process's umask (os.umask can only be read by setting it, so it is set back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str, data) -> None:
@@ -95,11 +105,18 @@ def read_history(folder: str) -> list[dict]:
 
 
 @contextmanager
-def lock_run(folder: str):
+def lock_run(folder: str, discard_unstarted: bool = False):
     """Holds an exclusive lock on a run folder; refuses if another process holds it.
 
     The lock is an fcntl lock, so the kernel drops it when its process dies, even by SIGKILL.
+
+    Args:
+        folder: the run folder, made (with its parents) where it does not exist.
+        discard_unstarted: where this call made the folder and the block fails before a first
+            epoch is written (no state.json), remove what it made, parents included, so a
+            failed start leaves nothing behind. A folder that existed before is never removed.
     """
+    made = _first_missing(folder)
     os.makedirs(folder, exist_ok=True)
     handle = open(os.path.join(folder, LOCK_FILE), "a+")
     try:
@@ -118,9 +135,21 @@ def lock_run(folder: str):
     handle.flush()
     try:
         yield
+    except BaseException:
+        if discard_unstarted and made and not os.path.exists(os.path.join(folder, STATE_FILE)):
+            shutil.rmtree(made, ignore_errors=True)  # still locked: no one else writes it
+        raise
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _first_missing(folder: str) -> str | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None: it exists)."""
+    path, missing = os.path.abspath(folder), None
+    while not os.path.exists(path):
+        path, missing = os.path.dirname(path), path
+    return missing
 
 
 def is_complete(folder: str) -> bool:

@@ -11,6 +11,7 @@ from mnistlab.models.registry import INPUT_SHAPE, NUM_CLASSES, register
     "mlp",
     "baseline multi-layer perceptron: one hidden layer of 784 units",
     1.74,
+    parameters=623_290,
     onednn=False,  # two matrix products: oneDNN slower (results/probe_onednn_mlp.md)
     jax_ynn=False,  # JAX: YNNPACK dots slower (results/speed-mlp-60k-jax-ynn/speed.md)
     # 1.58x a step on JAX (with their own gradient, layers._bfloat16_products_jax), 1.32x on
@@ -46,6 +47,7 @@ def mlp():
     "cnn",
     "simple CNN: one 5x5 convolution, max pooling, one dense layer",
     1.10,
+    parameters=592_074,
     bfloat16=True,
     bfloat16_products=("torch",),
 )
@@ -69,6 +71,7 @@ def cnn():
     "larger_cnn",
     "larger CNN: two convolution/pooling stages, two dense layers",
     0.89,
+    parameters=59_933,
     bfloat16=True,
 )
 def larger_cnn():
@@ -93,6 +96,7 @@ def larger_cnn():
 @register(
     "branch_cnn",
     "two-path block (1x1 linear + 5x5 relu) added element-wise, then a CNN head",
+    parameters=403_274,
     bfloat16=True,
 )
 def branch_cnn():

@@ -47,6 +47,9 @@ class ModelSpec:
     # the one that ran its main job fastest (benchmarks/main_job.py), if installed; None:
     # config.DEFAULT_BACKEND
     backend: str | None = None
+    # trainable and other weights of the built network (model.count_params()), kept here so
+    # that listing the registry builds nothing and loads no Keras; test_models checks each
+    parameters: int | None = None
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -62,6 +65,7 @@ def register(
     bfloat16: bool = False,
     bfloat16_products: tuple[str, ...] = (),
     backend: str | None = None,
+    parameters: int | None = None,
     **recipe,
 ):
     """Decorator that adds a builder to REGISTRY under ``name``."""
@@ -78,6 +82,7 @@ def register(
             bfloat16,
             bfloat16_products,
             backend,
+            parameters,
         )
         return builder
 
@@ -200,7 +205,10 @@ def measured_errors() -> dict:
 
 
 def count_parameters(name: str) -> int:
-    return create_model(name).count_params()
+    """The network's parameter count: the registry's (``ModelSpec.parameters``), without
+    building it; a network registered without one is built to count them."""
+    spec = get_spec(name)
+    return spec.parameters if spec.parameters is not None else create_model(name).count_params()
 
 
 def to_input(images):

@@ -68,6 +68,7 @@ def small_cnn(name: str, convolutions, momentum: float):
 @register(
     "speedrun",
     "small CNN for 99% test accuracy in seconds (mnistlab speedrun)",
+    parameters=54_154,
     **recipe("99.0"),
 )
 def speedrun(momentum: float = BATCH_NORM_MOMENTUM):
@@ -79,6 +80,7 @@ def speedrun(momentum: float = BATCH_NORM_MOMENTUM):
 @register(
     "speedrun_large",
     "small CNN for 99.5% test accuracy in about a minute (mnistlab speedrun --target 99.5)",
+    parameters=86_978,
     **recipe("99.5"),
 )
 def speedrun_large(momentum: float = BATCH_NORM_MOMENTUM):

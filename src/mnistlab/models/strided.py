@@ -71,6 +71,7 @@ def _strided_cnn(name: str, kernel: int, deskew: bool = False):
 @register(
     "best",
     "modern CNN sized for a 2-core CPU: conv-BN blocks, strided 3x3 convs, dropout",
+    parameters=160_618,
     **STRIDED_RECIPE,
 )
 def best():
@@ -86,6 +87,7 @@ def best():
 @register(
     "best5",
     "best with 5x5 kernels: the same recipe, another receptive field, for mixed ensembles",
+    parameters=260_458,
     **STRIDED_RECIPE,
 )
 def best5():
@@ -101,6 +103,7 @@ def best5():
 @register(
     "best_deskew",
     "best on deskewed digits (each image sheared upright by its moments), for mixed ensembles",
+    parameters=160_618,
     **STRIDED_RECIPE,
 )
 def best_deskew():
@@ -110,6 +113,7 @@ def best_deskew():
 @register(
     "deotte",
     "Deotte's Kaggle CNN: conv-BN blocks, strided 5x5 convs instead of pooling, dropout 0.4",
+    parameters=327_242,
     epochs=45,
     batch_size=128,
     learning_rate=0.003,

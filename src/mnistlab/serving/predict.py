@@ -3,7 +3,7 @@
 Each image is turned into MNIST's 28x28 input by ``preprocess.to_mnist`` (or taken as it is
 with ``preprocess=False``), then all good images go through the model in one batch. A bad
 image (missing, not an image, blank, too large) never stops the others: its result carries an
-``error`` message instead of a digit, and the command exits with status 1 at the end.
+``error`` message instead of a digit, and the command exits with status 2 at the end.
 
 Example:
     >>> results = mnistlab.predict(["seven.jpg", "two.png"], model="runs/cnn")  # doctest: +SKIP

@@ -252,6 +252,7 @@ def ensemble(
     executor: str = "local",
     address: str | None = None,
     data=None,
+    on_result=None,
     **overrides,
 ) -> dict:
     """Trains N members (skipping finished ones) and saves their average as one model.
@@ -263,6 +264,7 @@ def ensemble(
         executor: "local" or "ray" (see executors.run_trials).
         address: Ray cluster address for executor="ray".
         data: None or a path to MNIST (members train in their own processes).
+        on_result: called with each member's result (executors.run_trials') as it finishes.
         **overrides: TrainConfig keys shared by the members (seed = first member's seed).
 
     Returns:
@@ -276,5 +278,5 @@ def ensemble(
     if data is not None:
         overrides["data"] = data
     trials = member_trials(model, members, out, **overrides)
-    train_members(trials, executor=executor, address=address)
+    train_members(trials, executor=executor, address=address, on_result=on_result)
     return build_ensemble([trial["out"] for trial in trials], out, data=data)

@@ -8,7 +8,10 @@ backend state in one trial cannot take the others down. The run folder is the un
     folder with a config.json            resumed from its last finished epoch (--resume)
     otherwise                            trained from scratch
 
-A failed attempt is retried (and so resumed) up to ``max_retries`` times; whatever happens,
+A failed attempt is retried (and so resumed) up to ``max_retries`` times, if it was a fault
+(a killed process or worker, an out-of-memory error); a trial whose process exited with
+BAD_INPUT_STATUS (bad settings or data, the CLI's one-line error) is a configuration error,
+reported at once and never retried. Whatever happens,
 ``run_trials`` returns one result per trial, in order, saying ok or failed, how many
 attempts it took and why it failed. Nothing is dropped silently.
 
@@ -28,11 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mnistlab.core import runs
 from mnistlab.core.config import TrainConfig, fields_of
-from mnistlab.models.registry import get_spec
+from mnistlab.training.train import resolve_config
 
 EXECUTORS = ("local", "ray")
 LOG_FILE = "train.log"  # each attempt's output, appended, inside the trial's run folder
 ERROR_LINES = 12  # lines of a crashed trial's stderr kept as its error text
+BAD_INPUT_STATUS = 2  # the exit status of `mnistlab train` on bad input: retrying cannot help
 # train() keywords that are not TrainConfig keys, and the CLI flag each becomes
 TRAIN_FLAGS = {
     "data": "--data",
@@ -68,14 +72,20 @@ def check_trial(trial: dict) -> dict:
         raise ValueError(
             f"Unknown trial key(s): {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}."
         )
-    get_spec(trial["model"])  # an unknown model fails here, not in every attempt
-    TrainConfig.from_dict({k: v for k, v in trial.items() if k not in TRAIN_FLAGS and k != "out"})
+    # the config the trial's process will resolve (recipe, config file, keys), checked here:
+    # an unknown model or a bad setting fails at once, not in every attempt
+    settings = {
+        k: v for k, v in trial.items() if k not in TRAIN_FLAGS and k not in ("model", "out")
+    }
+    resolve_config(trial["model"], trial.get("config_file"), None, **settings)
     checked = dict(trial)
     checked["out"] = os.path.abspath(trial["out"])
-    if isinstance(trial.get("data"), str) and os.path.exists(trial["data"]):
-        checked["data"] = os.path.abspath(trial["data"])
-    elif trial.get("data") is not None and not isinstance(trial["data"], str):
+    if trial.get("data") is not None and not isinstance(trial["data"], str):
         raise ValueError("A trial's data must be a path (trials run in other processes).")
+    if isinstance(trial.get("data"), str):
+        if not os.path.exists(trial["data"]):
+            raise ValueError(f"No MNIST data at '{trial['data']}' (a trial's data path).")
+        checked["data"] = os.path.abspath(trial["data"])
     return checked
 
 
@@ -155,7 +165,14 @@ def attempt_trial(trial: dict) -> dict:
             "error": None,
             **summarize(folder),
         }
-    return {"status": "failed", "skipped": False, "resumed": resume, "error": _failure_reason(done)}
+    return {
+        "status": "failed",
+        "skipped": False,
+        "resumed": resume,
+        "error": _failure_reason(done),
+        # the CLI's bad-input status: the same settings would fail the same way again
+        "retry": done.returncode != BAD_INPUT_STATUS,
+    }
 
 
 def _failure_reason(done: subprocess.CompletedProcess) -> str:
@@ -188,6 +205,8 @@ def _with_retries(trial: dict, max_retries: int, attempt: Callable) -> dict:
             }
         if outcome["status"] == "ok":
             return _record(trial, outcome, 0 if outcome["skipped"] else number)
+        if not outcome.get("retry", True):  # a configuration error: no attempt can pass
+            break
     return _record(trial, outcome, number)
 
 
@@ -286,7 +305,8 @@ def _run_on_ray(trials, address, max_retries, num_cpus, on_result) -> list[dict]
                     "resumed": False,
                     "error": f"{type(error).__name__}: {error}",
                 }
-            if outcome["status"] != "ok" and number <= max_retries:
+            retry = outcome["status"] != "ok" and outcome.get("retry", True)
+            if retry and number <= max_retries:
                 pending[remote_attempt.remote(trial)] = (index, number + 1)
                 continue
             attempts = 0 if outcome.get("skipped") else number

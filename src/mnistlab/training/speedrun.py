@@ -109,6 +109,30 @@ def stopwatch(x_test, y_test, every: int):
     return Stopwatch()
 
 
+def seed_list(seeds=None) -> list[int]:
+    """The seeds a speedrun trains: a count N means seeds 1..N, a list means those seeds.
+
+    Example:
+        >>> seed_list(3), seed_list([7, 9]), seed_list(None) == seed_list(SEEDS)
+        ([1, 2, 3], [7, 9], True)
+    """
+    if seeds is None:
+        seeds = SEEDS
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(
+                f"seeds must be a count of at least 1 or a list of seeds, got {seeds}."
+            )
+        return list(range(1, seeds + 1))
+    try:
+        chosen = list(seeds)
+    except TypeError:
+        raise ValueError(f"seeds must be a count or a list of seeds, got {seeds!r}.") from None
+    if not chosen or not all(isinstance(s, int) and not isinstance(s, bool) for s in chosen):
+        raise ValueError(f"seeds must be a count or a non-empty list of int seeds, got {seeds!r}.")
+    return chosen
+
+
 def run_speedrun(
     target: str = "99.0",
     seeds=None,
@@ -121,7 +145,8 @@ def run_speedrun(
 
     Args:
         target: a key of TARGETS ("99.0" or "99.5"): which setting of the recipe to run.
-        seeds: iterable of seeds (default 1..SEEDS).
+        seeds: how many runs (an int N: seeds 1..N, as the CLI's ``--seeds N``), or the seeds
+            themselves (a list, as ``--seeds 3 7 9``); default SEEDS runs (seeds 1..SEEDS).
         data: None ($MNISTLAB_DATA and the caches), a path, or arrays as load_mnist returns.
         out: folder for the run folders (one per seed); default runs/speedrun-TARGET-TIME.
         model: a registered network to train instead of the target's, with the target's
@@ -142,7 +167,7 @@ def run_speedrun(
     if target not in TARGETS:
         raise ValueError(f"Unknown target '{target}'. Available: {', '.join(TARGETS)}.")
     model = get_spec(model or TARGETS[target]["model"]).name  # unknown names fail here, early
-    seeds = list(seeds) if seeds is not None else list(range(1, SEEDS + 1))
+    seeds = seed_list(seeds)
     started = time.perf_counter()
 
     backend = keras().backend.backend()  # imports Keras and its backend: timed apart

@@ -51,7 +51,7 @@ def resolve_config(model: str | None, config_file=None, resume: str | None = Non
     """Defaults, then the model's own recipe, then a TOML file, then explicit overrides."""
 
     if resume:
-        saved = saved_config(runs.read_json(os.path.join(resume, runs.CONFIG_FILE)))
+        saved = saved_config(read_resumed_config(resume))
         if model and model != saved["model"]:
             raise ValueError(
                 f"--resume {resume} continues a '{saved['model']}' run, not '{model}'."
@@ -77,6 +77,21 @@ def resolve_config(model: str | None, config_file=None, resume: str | None = Non
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["model"] = model
     return TrainConfig.from_dict(values)
+
+
+def read_resumed_config(folder: str) -> dict:
+    """The config.json of the run folder that ``--resume`` names, or a one-line ValueError."""
+    path = os.path.join(folder, runs.CONFIG_FILE)
+    if not os.path.isdir(folder):
+        raise ValueError(f"No run folder '{folder}' to resume.")
+    if not os.path.exists(path):
+        raise ValueError(
+            f"'{folder}' is not an mnistlab run folder (no {runs.CONFIG_FILE}); nothing to resume."
+        )
+    try:
+        return runs.read_json(path)
+    except ValueError:
+        raise ValueError(f"Cannot resume '{folder}': its {runs.CONFIG_FILE} is not JSON.") from None
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -306,10 +321,12 @@ def train(
         2.91
     """
 
-    # Before any folder is made. One Python process may train several networks, and TensorFlow
-    # fixes its kernels when it loads, so here they are the ones that suit most networks; the
-    # command line, which trains one network a process, chooses them per network (cli.main).
-    distribution.check_strategy(distribute, use_backend(backend))
+    # Before any folder is made, and before Keras loads: where Keras is not yet imported and
+    # no backend is named ($KERAS_BACKEND included), the network's own backend and kernels, as
+    # the command line chooses them (use_backend). Once Keras is imported its backend stays.
+    named = model or (resume and read_resumed_config(resume).get("model"))
+    network = get_spec(named) if isinstance(named, str) else None
+    distribution.check_strategy(distribute, use_backend(backend, network))
     config = resolve_config(model, config_file, resume, **overrides)
     config.precision = resolve_precision(config.precision, get_spec(config.model))  # as saved
     folder = resume or out or default_out(config.model)
@@ -318,7 +335,11 @@ def train(
             f"Run folder '{folder}' already holds a run. Continue it with --resume {folder}, "
             "or choose another --out folder."
         )
-    with runs.lock_run(folder), distribution.scope(distribute, config) as plan:
+    # a folder this call makes is removed again if training fails before its first epoch
+    with (
+        runs.lock_run(folder, discard_unstarted=True),
+        distribution.scope(distribute, config) as plan,
+    ):
         return _train_locked(config, folder, data, bool(resume), plan, callbacks or [])
 
 
