@@ -226,7 +226,7 @@ import sys
 sys.path.insert(0, {REPO!r})
 import keras, ml_dtypes, numpy as np
 from mnistlab.fast.layers import BFloat16ProductConv2D, BFloat16ProductDense
-from mnistlab.models.registry import create_model, float32_copy
+from mnistlab.models.registry import create_model
 
 def bfloat16(a):  # rounded to bfloat16, then exact in float64
     return np.asarray(a).astype(ml_dtypes.bfloat16).astype("float64")
@@ -264,16 +264,22 @@ np.testing.assert_allclose(
     np.asarray(ours(batches)), np.asarray(ours(batches.reshape(6, 40))).reshape(2, 3, 5)
 )
 
-# a network in this precision has these layers; the run saves Keras's, with the same weights
+# a network trained in this precision has these layers (seam.speed_up); the run saves Keras's,
+# with the same weights (seam.to_stock)
+from mnistlab.core.config import TrainConfig
+from mnistlab.fast import seam
+from mnistlab.training.train import compile_model
 model = create_model("mlp", "bfloat16_products")
+compile_model(model, TrainConfig.from_dict({"precision": "bfloat16_products"}), steps_per_epoch=1)
 kinds = [type(layer).__name__ for layer in model.layers]
 assert kinds == ["InputLayer", "Flatten", "BFloat16ProductDense", "BFloat16ProductDense"], kinds
-saved = float32_copy(model)
-assert [type(layer) for layer in saved.layers[2:]] == [keras.layers.Dense] * 2
-for a, b in zip(saved.get_weights(), model.get_weights()):
-    assert np.array_equal(a, b)
 images = rng.random((4, 28, 28, 1)).astype("float32")
-np.testing.assert_allclose(np.asarray(saved(images)), np.asarray(model(images)), atol=5e-3)
+weights, products = model.get_weights(), np.asarray(model(images))
+saved = seam.to_stock(model)
+assert [type(layer) for layer in saved.layers[2:]] == [keras.layers.Dense] * 2
+for a, b in zip(saved.get_weights(), weights):
+    assert np.array_equal(a, b)
+np.testing.assert_allclose(np.asarray(saved(images)), products, atol=5e-3)
 print("same")
 """
 )
@@ -330,22 +336,25 @@ reference.build((None, 6, 6, 3))
 reference.set_weights([kernel, bias])
 assert np.abs(reference(images).detach().numpy() - out).max() > 1e-3  # the rounding is real
 
-# the networks in this precision train with the lean step; a run saves Keras's layers
+# the networks trained in this precision (seam.speed_up) train with the lean step; a run saves
+# Keras's layers (seam.to_stock), with the same weights
+from mnistlab.core.config import TrainConfig
+from mnistlab.fast import seam
+from mnistlab.training.train import compile_model
 for name, kinds in [("mlp", ["BFloat16ProductDense"] * 2),
                     ("cnn", ["BFloat16ProductConv2D"] + ["BFloat16ProductDense"] * 2)]:
     model = create_model(name, "bfloat16_products")
+    config = TrainConfig.from_dict({"precision": "bfloat16_products"})
+    assert compile_model(model, config, steps_per_epoch=1) == "lean"
     assert [type(layer).__name__ for layer in model.layers if "Product" in type(layer).__name__] == kinds
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy())
-    assert torch_step.refusal(model) is None, torch_step.refusal(model)
-    saved = float32_copy(model)
+    digits = rng.random((4, 28, 28, 1)).astype("float32")
+    weights, products = model.get_weights(), model(digits).detach().numpy()
+    saved = seam.to_stock(model)
     assert not any("Product" in type(layer).__name__ for layer in saved.layers)
     assert sum(type(layer) in (keras.layers.Dense, keras.layers.Conv2D) for layer in saved.layers) == len(kinds)
-    for a, b in zip(saved.get_weights(), model.get_weights()):
+    for a, b in zip(saved.get_weights(), weights):
         assert np.array_equal(a, b)
-    digits = rng.random((4, 28, 28, 1)).astype("float32")
-    np.testing.assert_allclose(
-        saved(digits).detach().numpy(), model(digits).detach().numpy(), atol=5e-3
-    )
+    np.testing.assert_allclose(saved(digits).detach().numpy(), products, atol=5e-3)
 print("same")
 """
 )

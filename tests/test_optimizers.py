@@ -128,13 +128,16 @@ def test_fused_adam_survives_save_and_load(tmp_path):
         )
 
 
-def test_build_optimizer_follows_the_fused_adam_setting():
+def test_the_seam_fuses_adam_where_fused_adam_is_true_and_plain_is_false():
     from mnistlab.core.config import TrainConfig
-    from mnistlab.training.train import build_optimizer
+    from mnistlab.models.registry import create_model
+    from mnistlab.training.train import build_optimizer, compile_model
 
-    assert type(build_optimizer(TrainConfig(), steps_per_epoch=10)) is FusedAdam
-    plain = build_optimizer(TrainConfig.from_dict({"fused_adam": "false"}), steps_per_epoch=10)
-    assert type(plain) is keras.optimizers.Adam
+    assert type(build_optimizer(TrainConfig(), steps_per_epoch=10)) is keras.optimizers.Adam
+    for values, fused in [({}, True), ({"fused_adam": "false"}, False), ({"plain": "true"}, False)]:
+        model = create_model("mlp", "float32")
+        compile_model(model, TrainConfig.from_dict(values), steps_per_epoch=10)
+        assert (type(model.optimizer) is FusedAdam) is fused, values
     with pytest.raises(ValueError, match="fused_adam must be true or false"):
         TrainConfig.from_dict({"fused_adam": "maybe"})
 

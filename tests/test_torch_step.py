@@ -90,7 +90,8 @@ import torch
 for name in REGISTRY:  # every registered network trains with the lean step on PyTorch
     for precision in ("float32", "bfloat16_products"):
         model = create_model(name, precision)
-        assert compile_model(model, TrainConfig(), steps_per_epoch=1) == "lean", name
+        config = TrainConfig.from_dict({{"precision": precision}})
+        assert compile_model(model, config, steps_per_epoch=1) == "lean", name
     # the lean forward pass, pooling first where it can, is Keras's to the bit
     images = rng.random((4, 28, 28, 1)).astype("float32")
     ours = torch_step.forward(model, torch.tensor(images), training=False).detach().numpy()

@@ -2,7 +2,9 @@
 
 The Python API mirrors the command line. Importing mnistlab does not import Keras, so the
 backend can still be chosen (``backend=`` or $KERAS_BACKEND) up to the first call that
-builds or loads a model.
+builds or loads a model. Where Keras is imported first, ``import mnistlab`` registers the
+classes mnistlab's saved models name (Deskew, WeightedAverage, OneCycle), so that
+``keras.models.load_model`` loads them; ``mnistlab.load_model`` does in either order.
 
 Example:
     >>> import mnistlab
@@ -11,6 +13,8 @@ Example:
     >>> mnistlab.evaluate("runs/cnn")["error"]                             # doctest: +SKIP
 """
 
+import sys
+
 from mnistlab.core.version import __version__
 from mnistlab.data.mnist import load_mnist
 from mnistlab.inspect.evaluate import evaluate
@@ -18,6 +22,11 @@ from mnistlab.models.registry import REGISTRY, create_model
 from mnistlab.models.saved import load_model
 from mnistlab.serving.predict import predict
 from mnistlab.training.train import train
+
+if "keras" in sys.modules:  # its backend is chosen: register what saved models name, so that
+    from mnistlab.models.saved import register_saved_classes  # keras.models.load_model loads
+
+    register_saved_classes()  # any run's model.keras (without Keras, mnistlab.load_model does)
 
 __all__ = [
     "REGISTRY",

@@ -52,6 +52,15 @@ def add_config_arguments(parser) -> None:
             default=None,
             help=f"{help_text} (default {default}, or the model's recipe)",
         )
+    parser.add_argument(
+        "--plain",
+        dest="plain",
+        action="store_const",
+        const="true",
+        default=None,
+        help="train with stock Keras alone: the same network, data, optimizer and seed, none "
+        "of mnistlab's fast layers, Adam or steps (default: on where MNISTLAB_PLAIN=1)",
+    )
 
 
 def add_cli(subparsers) -> None:

@@ -7,7 +7,7 @@ arguments. An unknown key or a value of the wrong type is a ``ValueError``.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import tomllib
 
@@ -31,6 +31,7 @@ ONEDNN_DEFAULT = "1"
 # JAX_YNN_SINCE (the one it was measured with) and only if the user's XLA_FLAGS do not set it
 # already (=... with another value, or empty, wins).
 XLA_FLAGS_ENV = "XLA_FLAGS"
+PLAIN_ENV = "MNISTLAB_PLAIN"  # 1: train with stock Keras alone (TrainConfig.plain's default)
 JAX_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 JAX_YNN_DEFAULT = "dot"
 JAX_YNN_SINCE = (0, 10)
@@ -82,6 +83,11 @@ class TrainConfig:
     # precision it resolved to (backend.resolve_precision)
     precision: str = "auto"
     verbose: int = 2  # 0 silent, 1 progress bar, 2 one line per epoch (the tutorial's)
+    # true: stock Keras alone, the same network, data, optimizer and seed, none of mnistlab's
+    # fast layers, Adam or steps (fast/seam.py); the default is true where $MNISTLAB_PLAIN is 1
+    plain: str = field(
+        default_factory=lambda: "true" if os.environ.get(PLAIN_ENV) == "1" else "false"
+    )
 
     @classmethod
     def from_sources(cls, file: str | os.PathLike | None = None, **overrides) -> TrainConfig:
@@ -154,6 +160,7 @@ class TrainConfig:
             (self.deterministic in ("true", "false"), "deterministic must be true or false"),
             (self.fused_adam in ("true", "false"), "fused_adam must be true or false"),
             (self.lean_step in ("true", "false"), "lean_step must be true or false"),
+            (self.plain in ("true", "false"), "plain must be true or false"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2"),
         ]
@@ -192,8 +199,8 @@ AUGMENTS = ("none", "affine", "elastic")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "bfloat16_products")
 # What a run saved by an older mnistlab, whose config.json lacks a key, trained with: the
 # default of its day where today's differs (precision became auto after those runs, and Adam
-# fused after them too)
-SAVED_BEFORE = {"precision": "float32", "fused_adam": "false"}
+# fused after them too; plain came later still, and they trained with the fast paths)
+SAVED_BEFORE = {"precision": "float32", "fused_adam": "false", "plain": "false"}
 
 
 def saved_config(values: dict) -> dict:

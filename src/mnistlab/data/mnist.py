@@ -65,7 +65,7 @@ IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 # Hashes as published by torchvision (torchvision/datasets/mnist.py, MNIST and FashionMNIST)
-# and by Keras (keras/src/datasets/mnist.py and fashion_mnist.py); the content md5s of MNIST
+# and by Keras (its datasets modules, mnist and fashion_mnist); the content md5s of MNIST
 # are those of the original uncompressed files.
 DATASETS = {
     "mnist": Dataset(

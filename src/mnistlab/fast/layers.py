@@ -1,4 +1,9 @@
-"""Layers mnistlab saves inside its models (registered so that load_model finds them)."""
+"""mnistlab's fast layers, swapped in for Keras's own at training time (fast/seam.py).
+
+Each is a subclass of the Keras layer of its name that adds no variables or config, only another
+``call``; runs save Keras's classes, never these (registered all the same, as
+"mnistlab.fast>NAME", so a file saved from a training model by hand still loads).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import functools
 import keras
 
 
-@keras.saving.register_keras_serializable(package="mnistlab")
+@keras.saving.register_keras_serializable(package="mnistlab.fast")
 class MaxPooling2D(keras.layers.MaxPooling2D):
     """Keras's MaxPooling2D, computed on JAX as a max over a reshape when windows do not overlap,
     and on PyTorch on a view, without Keras's copies.
@@ -68,7 +73,7 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
         return None
 
 
-@keras.saving.register_keras_serializable(package="mnistlab")
+@keras.saving.register_keras_serializable(package="mnistlab.fast")
 class Dropout(keras.layers.Dropout):
     """Keras's Dropout, whose mask on PyTorch and TensorFlow is drawn from fewer random bits.
 
@@ -191,7 +196,7 @@ def pool_by_reshape(inputs, pool_size):
     return ops.max(windows, axis=(2, 4))
 
 
-@keras.saving.register_keras_serializable(package="mnistlab")
+@keras.saving.register_keras_serializable(package="mnistlab.fast")
 class BFloat16ProductDense(keras.layers.Dense):
     """Keras's Dense computing in float32, except that on JAX and PyTorch its matrix product
     multiplies bfloat16 copies of the inputs and the kernel: precision "bfloat16_products", for
@@ -292,7 +297,7 @@ def written_out_transpose(a):
     return jax.lax.optimization_barrier(t.reshape(-1)).reshape(t.shape)
 
 
-@keras.saving.register_keras_serializable(package="mnistlab")
+@keras.saving.register_keras_serializable(package="mnistlab.fast")
 class BFloat16ProductConv2D(keras.layers.Conv2D):
     """Keras's Conv2D computing in float32, except that on PyTorch its convolution multiplies
     bfloat16 copies of the inputs and the kernel: precision "bfloat16_products" for the

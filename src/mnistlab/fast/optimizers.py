@@ -34,7 +34,7 @@ from __future__ import annotations
 import keras
 
 
-@keras.saving.register_keras_serializable(package="mnistlab")
+@keras.saving.register_keras_serializable(package="mnistlab.fast")
 class FusedAdam(keras.optimizers.Adam):
     """keras.optimizers.Adam, taking the same arguments, whose update is one fused kernel on
     TensorFlow (ResourceApplyAdam) and Keras's own elsewhere.

@@ -44,6 +44,7 @@ def lean_layer_types() -> tuple:
         Dropout,
         MaxPooling2D,
     )
+    from mnistlab.models.layers import Deskew  # the models' own layer whose call is as plain
 
     layers = keras.layers
     return (
@@ -65,12 +66,8 @@ def lean_layer_types() -> tuple:
         layers.ReLU,
         layers.Add,
         layers.Concatenate,
+        Deskew,
     )
-
-
-# Layers of the models' own (models/layers.py) whose call is as plain: named, since this layer
-# of the package sits below the models and does not import them
-LEAN_MODEL_LAYERS = ("Deskew",)
 
 
 def refusal(model) -> str | None:
@@ -100,10 +97,7 @@ def refusal(model) -> str | None:
         return "the model is not compiled"
     allowed = lean_layer_types()
     for layer in model.layers:
-        mnistlab_layer = type(layer).__module__.startswith("mnistlab.models.")
-        if type(layer) not in allowed and not (
-            mnistlab_layer and type(layer).__name__ in LEAN_MODEL_LAYERS
-        ):
+        if type(layer) not in allowed:
             return f"layer '{layer.name}' is a {type(layer).__name__}"
         if layer.dtype_policy.name != "float32":
             return f"layer '{layer.name}' computes in {layer.dtype_policy.name}"

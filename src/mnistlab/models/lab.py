@@ -55,12 +55,10 @@ def cnn():
     import keras
     from keras import layers
 
-    from mnistlab.fast.layers import Dropout, MaxPooling2D
-
     inputs = keras.Input(INPUT_SHAPE)
     x = layers.Conv2D(32, 5, activation="relu")(inputs)  # (24, 24, 32)
-    x = MaxPooling2D(2)(x)  # (12, 12, 32)
-    x = Dropout(0.2)(x)
+    x = layers.MaxPooling2D(2)(x)  # (12, 12, 32)
+    x = layers.Dropout(0.2)(x)
     x = layers.Flatten()(x)  # (4608,)
     x = layers.Dense(128, activation="relu")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
@@ -78,14 +76,12 @@ def larger_cnn():
     import keras
     from keras import layers
 
-    from mnistlab.fast.layers import Dropout, MaxPooling2D
-
     inputs = keras.Input(INPUT_SHAPE)
     x = layers.Conv2D(30, 5, activation="relu")(inputs)  # (24, 24, 30)
-    x = MaxPooling2D(2)(x)  # (12, 12, 30)
+    x = layers.MaxPooling2D(2)(x)  # (12, 12, 30)
     x = layers.Conv2D(15, 3, activation="relu")(x)  # (10, 10, 15)
-    x = MaxPooling2D(2)(x)  # (5, 5, 15)
-    x = Dropout(0.2)(x)
+    x = layers.MaxPooling2D(2)(x)  # (5, 5, 15)
+    x = layers.Dropout(0.2)(x)
     x = layers.Flatten()(x)  # (375,)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dense(50, activation="relu")(x)
@@ -103,14 +99,12 @@ def branch_cnn():
     import keras
     from keras import layers
 
-    from mnistlab.fast.layers import Dropout, MaxPooling2D
-
     inputs = keras.Input(INPUT_SHAPE)
     left = layers.Conv2D(16, 1, padding="same", name="branch_left")(inputs)  # (28, 28, 16)
     right = layers.Conv2D(16, 5, padding="same", activation="relu", name="branch_right")(inputs)
     x = layers.Add(name="branch_add")([left, right])  # (28, 28, 16)
-    x = MaxPooling2D(2)(x)  # (14, 14, 16)
-    x = Dropout(0.2)(x)
+    x = layers.MaxPooling2D(2)(x)  # (14, 14, 16)
+    x = layers.Dropout(0.2)(x)
     x = layers.Flatten()(x)  # (3136,)
     x = layers.Dense(128, activation="relu")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)

@@ -40,8 +40,8 @@ class ModelSpec:
     # precision "auto" trains it in mixed bfloat16 where that pays (backend.resolve_precision):
     # only for networks whose test error was measured to hold in bfloat16
     bfloat16: bool = False
-    # the backends on which "auto" trains it in bfloat16_products (layers.BFloat16ProductDense,
-    # BFloat16ProductConv2D), where that was measured faster at the same test error
+    # the backends on which "auto" trains it in bfloat16_products (fast.layers.BFloat16ProductDense,
+    # BFloat16ProductConv2D, swapped in at training time), where that was measured faster at the same test error
     bfloat16_products: tuple[str, ...] = ()
     # the backend the command line trains it on where the user names none (backend.use_backend):
     # the one that ran its main job fastest (benchmarks/main_job.py), if installed; None:
@@ -103,10 +103,9 @@ def create_model(name: str, precision: str = "float32"):
         precision: "float32", or "mixed_bfloat16": every layer computes in bfloat16 and keeps
             float32 weights, except the output layer, which computes in float32 so that the
             probabilities and the loss keep their precision; or "bfloat16_products" (JAX,
-            PyTorch): float32, but every Dense layer a ``layers.BFloat16ProductDense`` and every
-            Conv2D a ``layers.BFloat16ProductConv2D``; or "auto", which
-            is one of these, as ``backend.resolve_precision`` decides for this network and
-            machine.
+            PyTorch), which builds the float32 network: training (fast.seam.speed_up) swaps its
+            Dense and Conv2D layers for bfloat16-product ones; or "auto", which is one of
+            these, as ``backend.resolve_precision`` decides for this network and machine.
 
     Returns:
         A keras.Model mapping (batch, 28, 28, 1) float32 in [0, 1] to (batch, 10) float32
@@ -121,10 +120,8 @@ def create_model(name: str, precision: str = "float32"):
     spec = get_spec(name)
     precision = resolve_precision(precision, spec)
     keras = keras_module()  # makes sure the backend is chosen before the builder imports keras
-    if precision == "float32":
+    if precision in ("float32", "bfloat16_products"):  # the products: fast.seam, in training
         return spec.builder()
-    if precision == "bfloat16_products":
-        return _clone_products_as(spec.builder(), bfloat16=True)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
@@ -149,38 +146,10 @@ def float32_copy(model):
         A new keras.Model (the same object where every layer already computes in float32).
     """
     if all(layer.compute_dtype == "float32" for layer in model.layers):
-        if not any(type(layer).__name__ in PRODUCT_CLASSES.values() for layer in model.layers):
-            return model
-        copy = _clone_products_as(model, bfloat16=False)  # back to Keras's Dense and Conv2D
-    else:
-        copy = _clone_in_float32(model, lambda layer_name: True)
+        return model
+    copy = _clone_in_float32(model, lambda layer_name: True)
     copy.set_weights(model.get_weights())
     return copy
-
-
-# Keras's layer classes and the ones that compute their products in bfloat16
-# (precision bfloat16_products), as a saved model's config names them
-PRODUCT_CLASSES = {"Dense": "BFloat16ProductDense", "Conv2D": "BFloat16ProductConv2D"}
-
-
-def _clone_products_as(model, bfloat16: bool):
-    """A fresh copy of the functional model (new weights, the same layer names and settings)
-    whose Dense and Conv2D layers are mnistlab's bfloat16-product ones (bfloat16=True) or
-    Keras's own (False), whichever they were."""
-    import keras
-
-    import mnistlab.fast.layers  # noqa: F401  (registers the product layers for from_config)
-
-    config = model.get_config()
-    for layer in config["layers"]:
-        for keras_name, products_name in PRODUCT_CLASSES.items():
-            if layer["class_name"] in (keras_name, products_name):
-                if bfloat16:
-                    naming = (products_name, "mnistlab.fast.layers", f"mnistlab>{products_name}")
-                else:
-                    naming = (keras_name, "keras.layers", None)
-                layer.update(zip(("class_name", "module", "registered_name"), naming, strict=True))
-    return keras.Model.from_config(config)
 
 
 def _clone_in_float32(model, chosen: Callable):

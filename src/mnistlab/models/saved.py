@@ -44,6 +44,37 @@ def resolve_model_path(spec: str | None) -> str:
     raise FileNotFoundError(f"No run folder or model file '{spec}'.")
 
 
+# What older runs saved mnistlab's fast layers and Adam as (fast/layers.py, fast/optimizers.py,
+# when they were saved into files): those files now load into Keras's own classes, which new
+# runs save, and training swaps the fast ones back in (fast/seam.py).
+OLD_NAMES = {
+    "mnistlab>MaxPooling2D": "layers.MaxPooling2D",
+    "mnistlab>Dropout": "layers.Dropout",
+    "mnistlab>BFloat16ProductDense": "layers.Dense",
+    "mnistlab>BFloat16ProductConv2D": "layers.Conv2D",
+    "mnistlab>FusedAdam": "optimizers.Adam",
+}
+
+
+def register_saved_classes() -> None:
+    """Registers with Keras every class a saved mnistlab model may name: the models' own layers
+    (Deskew, WeightedAverage) and schedules (OneCycle), and OLD_NAMES. Imports Keras: call it
+    once the backend is chosen (``import mnistlab`` calls it where Keras is already imported).
+
+    Example:
+        >>> import keras, mnistlab  # registers them: keras.models.load_model loads any run's file
+    """
+    import keras
+
+    import mnistlab.models.layers  # noqa: F401  (registered as they are defined)
+    import mnistlab.models.schedules  # noqa: F401
+
+    custom_objects = keras.saving.get_custom_objects()  # Keras's own registry, by name
+    for old_name, stock_name in OLD_NAMES.items():
+        module_name, class_name = stock_name.split(".")
+        custom_objects[old_name] = getattr(getattr(keras, module_name), class_name)
+
+
 def load_model(spec: str | None = None, compile: bool = True):
     """Loads a trained model.
 
@@ -60,13 +91,8 @@ def load_model(spec: str | None = None, compile: bool = True):
     """
 
     path = resolve_model_path(spec)
-    keras_module = keras()  # the backend is chosen before the imports below load Keras
-    # the Keras classes that saved models hold, registered by importing their modules
-    import mnistlab.fast.layers  # noqa: F401
-    import mnistlab.fast.optimizers  # noqa: F401
-    import mnistlab.models.layers  # noqa: F401
-    import mnistlab.models.schedules  # noqa: F401
-
+    keras_module = keras()  # the backend is chosen before register_saved_classes loads Keras
+    register_saved_classes()
     try:
         return keras_module.saving.load_model(path, compile=compile)
     except (OSError, ValueError) as error:

@@ -49,14 +49,12 @@ def small_cnn(name: str, convolutions, momentum: float):
     import keras
     from keras import layers
 
-    from mnistlab.fast.layers import MaxPooling2D
-
     inputs = keras.Input(INPUT_SHAPE)
     x = inputs
     for filters, size, strides in convolutions:
         x = layers.Conv2D(filters, size, strides=strides, use_bias=False)(x)
         # pool first: normalisation and ReLU then run on a quarter of the numbers
-        x = MaxPooling2D(2)(x)
+        x = layers.MaxPooling2D(2)(x)
         x = layers.BatchNormalization(momentum=momentum)(x)
         x = layers.ReLU()(x)
     x = layers.Flatten()(x)

@@ -50,20 +50,19 @@ def _strided_cnn(name: str, kernel: int, deskew: bool = False):
     import keras
     from keras import layers
 
-    from mnistlab.fast.layers import Dropout
     from mnistlab.models.layers import Deskew
 
     inputs = keras.Input(INPUT_SHAPE)
     x = Deskew()(inputs) if deskew else inputs
     x = _conv_bn(x, 32, kernel)
     x = _conv_bn(x, 32, kernel, strides=2, padding="same")
-    x = Dropout(0.25)(x)
+    x = layers.Dropout(0.25)(x)
     x = _conv_bn(x, 64, kernel)
     x = _conv_bn(x, 64, kernel, strides=2, padding="same")
-    x = Dropout(0.25)(x)
+    x = layers.Dropout(0.25)(x)
     x = _conv_bn(x, 128, 3)
     x = layers.Flatten()(x)
-    x = Dropout(0.4)(x)
+    x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -125,19 +124,17 @@ def deotte():
     import keras
     from keras import layers
 
-    from mnistlab.fast.layers import Dropout
-
     inputs = keras.Input(INPUT_SHAPE)
     x = _conv_bn(inputs, 32, 3)  # (26, 26, 32)
     x = _conv_bn(x, 32, 3)  # (24, 24, 32)
     x = _conv_bn(x, 32, 5, strides=2, padding="same")  # (12, 12, 32)
-    x = Dropout(0.4)(x)
+    x = layers.Dropout(0.4)(x)
     x = _conv_bn(x, 64, 3)  # (10, 10, 64)
     x = _conv_bn(x, 64, 3)  # (8, 8, 64)
     x = _conv_bn(x, 64, 5, strides=2, padding="same")  # (4, 4, 64)
-    x = Dropout(0.4)(x)
+    x = layers.Dropout(0.4)(x)
     x = _conv_bn(x, 128, 4)  # (1, 1, 128)
     x = layers.Flatten()(x)  # (128,)
-    x = Dropout(0.4)(x)
+    x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="deotte")

@@ -15,7 +15,8 @@ from mnistlab.core import runs
 from mnistlab.core.backend import resolve_precision, use_backend
 from mnistlab.core.config import TrainConfig, saved_config
 from mnistlab.data import mnist as data_module
-from mnistlab.fast import jax_step, torch_step
+from mnistlab.fast import seam
+from mnistlab.fast.seam import choose_train_step  # noqa: F401  (training's API, tests)
 from mnistlab.models.registry import NUM_CLASSES, create_model, float32_copy, get_spec, to_input
 from mnistlab.models.saved import load_model, measure
 from mnistlab.training import distribute as distribution
@@ -181,16 +182,15 @@ def _split_fold(x, y, config: TrainConfig):
 
 
 def build_optimizer(config: TrainConfig, steps_per_epoch: int):
+    """Keras's Adam with the config's schedule and weight average (seam.speed_up may fuse it)."""
     import keras
 
-    from mnistlab.fast.optimizers import FusedAdam
     from mnistlab.models.schedules import make_schedule
 
-    adam = FusedAdam if config.fused_adam == "true" else keras.optimizers.Adam
     rate = make_schedule(config, steps_per_epoch)
     if config.ema:
-        return adam(rate, use_ema=True, ema_momentum=config.ema)
-    return adam(rate)
+        return keras.optimizers.Adam(rate, use_ema=True, ema_momentum=config.ema)
+    return keras.optimizers.Adam(rate)
 
 
 def compile_settings(config: TrainConfig, steps_per_epoch: int = 0) -> dict:
@@ -213,8 +213,11 @@ def compile_settings(config: TrainConfig, steps_per_epoch: int = 0) -> dict:
 
 
 def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> str:
-    """Compiles the model as mnistlab trains it; returns which training step it got
-    (``choose_train_step``)."""
+    """Compiles the model as mnistlab trains it, then makes its step fast (``speed_up``).
+
+    Returns:
+        Which training step it got, as a run's meta.json records it.
+    """
     import keras
 
     model.compile(
@@ -223,34 +226,15 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> str:
         metrics=["accuracy"],
         **compile_settings(config, steps_per_epoch),
     )
-    return choose_train_step(model, config)
+    return speed_up(model, config)
 
 
-def choose_train_step(model, config: TrainConfig) -> str:
-    """Gives a compiled model mnistlab's own training step where ``lean_step`` is true and it
-    computes what Keras's does: on PyTorch, torch_step's lean step (plain float32 layers:
-    torch_step.refusal); on JAX, jax_step's scanned steps over data on the device (dense
-    networks trained on arrays: jax_step.refusal).
-
-    Returns:
-        "lean" (PyTorch), "scan" (JAX), or "keras" with the reason in brackets, as a run's
-        meta.json records it.
-    """
-    import keras
-
-    if config.lean_step != "true":
-        return "keras (lean_step false)"
-    if keras.backend.backend() == "jax":
-        if config.augment != "none":
-            return "keras (the augmented batches come from a pipeline)"
-        step, name = jax_step, "scan"
-    else:
-        step, name = torch_step, "lean"  # on TensorFlow, its refusal says why not
-    reason = step.refusal(model)
-    if reason is not None:
-        return f"keras ({reason})"
-    step.install(model)
-    return name
+def speed_up(model, config: TrainConfig) -> str:
+    """The one place a compiled model gets mnistlab's fast layers, Adam and step
+    (``fast.seam.speed_up``), unless the config trains with plain Keras (``plain``)."""
+    if config.plain == "true":
+        return "keras (plain)"
+    return seam.speed_up(model, config)
 
 
 def _epoch_recorder(folder: str, config: TrainConfig):
@@ -267,7 +251,8 @@ def _epoch_recorder(folder: str, config: TrainConfig):
             logs = dict(logs or {})
             logs.pop("learning_rate", None)
             logs["seconds"] = seconds
-            runs.save_model_atomic(self.model, os.path.join(folder, runs.CHECKPOINT_FILE))
+            with seam.stock(self.model):  # the file holds Keras's own classes
+                runs.save_model_atomic(self.model, os.path.join(folder, runs.CHECKPOINT_FILE))
             runs.append_history(folder, epoch + 1, logs)
             runs.write_json(os.path.join(folder, runs.STATE_FILE), {"epoch": epoch + 1})
             if config.verbose:
@@ -328,7 +313,7 @@ def train(
     network = get_spec(named) if isinstance(named, str) else None
     distribution.check_strategy(distribute, use_backend(backend, network))
     config = resolve_config(model, config_file, resume, **overrides)
-    config.precision = resolve_precision(config.precision, get_spec(config.model))  # as saved
+    config.precision = _resolved_precision(config)  # as saved
     folder = resume or out or default_out(config.model)
     if not resume and os.path.exists(os.path.join(folder, runs.CONFIG_FILE)):
         raise ValueError(
@@ -343,6 +328,20 @@ def train(
         return _train_locked(config, folder, data, bool(resume), plan, callbacks or [])
 
 
+def _resolved_precision(config: TrainConfig) -> str:
+    """The precision the run trains in (backend.resolve_precision); with ``plain``, never
+    bfloat16_products, which is one of mnistlab's fast paths (fast/layers.py)."""
+    precision = resolve_precision(config.precision, get_spec(config.model))
+    if config.plain == "true" and precision == "bfloat16_products":
+        if config.precision == "auto":
+            return "float32"
+        raise ValueError(
+            "precision bfloat16_products is one of mnistlab's fast paths, and plain trains "
+            "with stock Keras alone; choose --precision float32 or mixed_bfloat16, or drop --plain."
+        )
+    return precision
+
+
 def _train_locked(
     config: TrainConfig, folder: str, data, resumed: bool, plan, extra_callbacks: list
 ) -> Run:
@@ -353,18 +352,8 @@ def _train_locked(
 
     seed_everything(config.seed, config.deterministic == "true")
     split = plan.shard(prepare_data(config, data))  # this process's share of the images
-    done = runs.finished_epochs(folder) if resumed else 0
     steps_per_epoch = int(np.ceil(len(split["x_train"]) / plan.local_batch_size(config.batch_size)))
-    if done and os.path.exists(os.path.join(folder, runs.CHECKPOINT_FILE)):
-        # mnistlab's loader registers the schedules saved with the optimizer (one-cycle)
-        model = load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
-        train_step = choose_train_step(model, config)
-        if config.verbose:
-            print(f"Resuming {folder} after epoch {done} of {config.epochs}.", flush=True)
-    else:
-        done = 0
-        model = create_model(config.model, config.precision)
-        train_step = compile_model(model, config, steps_per_epoch)
+    model, train_step, done = _model_to_train(config, folder, resumed, steps_per_epoch)
     runs.write_json(os.path.join(folder, runs.CONFIG_FILE), config.to_dict())
     meta = {
         "seed": config.seed,
@@ -381,10 +370,38 @@ def _train_locked(
         print(
             f"Training {config.model} on {keras.backend.backend()}, {config.precision}.", flush=True
         )
+    train_seconds = _fit(model, config, folder, split, plan, done, extra_callbacks)
+    # model.keras holds the network computing in float32 (the weights are float32 whatever the
+    # precision) and of Keras's own classes, so every later command, and plain Keras, meets a
+    # plain network; checkpoint.keras keeps the training precision and optimizer, for --resume.
+    model = float32_copy(seam.to_stock(model))
+    return _finish(model, config, folder, split, plan, train_seconds)
+
+
+def _model_to_train(config: TrainConfig, folder: str, resumed: bool, steps_per_epoch: int):
+    """(model, its training step, epochs already done): the checkpoint of a resumed run, or a
+    fresh network, compiled and sped up (``speed_up``)."""
+    done = runs.finished_epochs(folder) if resumed else 0
+    if done and os.path.exists(os.path.join(folder, runs.CHECKPOINT_FILE)):
+        # mnistlab's loader registers the schedules saved with the optimizer (one-cycle)
+        model = load_model(os.path.join(folder, runs.CHECKPOINT_FILE))
+        train_step = speed_up(model, config)
+        if config.verbose:
+            print(f"Resuming {folder} after epoch {done} of {config.epochs}.", flush=True)
+        return model, train_step, done
+    model = create_model(config.model, config.precision)
+    return model, compile_model(model, config, steps_per_epoch), 0
+
+
+def _fit(model, config: TrainConfig, folder: str, split: dict, plan, done: int, extra: list):
+    """Runs Keras's fit from epoch ``done`` to config.epochs; returns the seconds it took."""
+    import keras
+
+    from mnistlab.training.augment import training_inputs
 
     y_train = keras.utils.to_categorical(split["y_train"], NUM_CLASSES)
     y_val = keras.utils.to_categorical(split["y_val"], NUM_CLASSES)
-    callbacks = [_epoch_recorder(folder, config), *extra_callbacks]
+    callbacks = [_epoch_recorder(folder, config), *extra]
     if config.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -396,8 +413,6 @@ def _train_locked(
     x_train, x_val = to_input(split["x_train"]), to_input(split["x_val"])
     started = time.perf_counter()
     if done < config.epochs:
-        from mnistlab.training.augment import training_inputs
-
         inputs = training_inputs(config, x_train, y_train, initial_epoch=done)
         model.fit(
             *inputs["args"],
@@ -410,11 +425,12 @@ def _train_locked(
             verbose=1 if config.verbose == 1 else 0,
             callbacks=callbacks,
         )
-    train_seconds = time.perf_counter() - started
-    # model.keras holds the network computing in float32 (the weights are float32 whatever the
-    # precision), so every later command meets a plain network; checkpoint.keras keeps the
-    # training precision and optimizer, for --resume. The metrics are the saved model's.
-    model = float32_copy(model)
+    return time.perf_counter() - started
+
+
+def _finish(model, config: TrainConfig, folder: str, split: dict, plan, train_seconds) -> Run:
+    """Measures the saved model, saves it and its metrics (the run's last files), and returns
+    the Run. The metrics are the saved model's."""
     with plan.paused():  # the whole test set on one device: any size, no split batches
         metrics = measure(model, split["x_test"], split["y_test"])
         # The saved model's own validation error: with a weight average (ema) it differs from
