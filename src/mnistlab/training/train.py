@@ -20,6 +20,7 @@ from mnistlab.fast.seam import choose_train_step  # noqa: F401  (training's API,
 from mnistlab.models.registry import NUM_CLASSES, create_model, float32_copy, get_spec, to_input
 from mnistlab.models.saved import load_model, measure
 from mnistlab.training import distribute as distribution
+from mnistlab.training.calibrate import calibrate_model
 
 # Compile settings measured fastest on a 2-core CPU; "auto" picks these. On TensorFlow, XLA
 # (jit_compile) made a cnn epoch about 8x slower on this CPU (38 s against 4.1 s for 12,000
@@ -347,8 +348,6 @@ def _train_locked(
 ) -> Run:
     import keras
     import numpy as np
-
-    from mnistlab.training.calibrate import calibrate_model
 
     seed_everything(config.seed, config.deterministic == "true")
     split = plan.shard(prepare_data(config, data))  # this process's share of the images
