@@ -16,7 +16,7 @@ import mnistlab
 from mnistlab.commands.main import main
 from mnistlab.data.inputs import load_input
 from mnistlab.data.preprocess import to_mnist
-from mnistlab.serving.predict import input_picture_names
+from mnistlab.serving.predict import input_picture_names, percent
 from tests.conftest import REPO, run_cli
 
 
@@ -127,7 +127,7 @@ def test_no_preprocess_refuses_other_sizes_and_prints_the_rest(tmp_path, trained
     assert status == 2  # some images were bad input
     assert "big.png' is 40x30 pixels" in err and "must be 28x28" in err
     probabilities = reference_probabilities(cnn, digit[None])[0]
-    digit_line = f"{small}: {probabilities.argmax()}  ({100 * probabilities.max():.1f}%)"
+    digit_line = f"{small}: {probabilities.argmax()}  ({percent(probabilities.max())})"
     assert digit_line in out.splitlines()
     assert "big.png" not in out
 

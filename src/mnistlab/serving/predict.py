@@ -162,15 +162,24 @@ def input_picture_names(sources: list[str]) -> list[str]:
     return names
 
 
+def percent(probability: float) -> str:
+    """A probability for people, never rounded up to a certainty it is not.
+
+    Example:
+        >>> percent(0.99996), percent(0.875)
+        ('>99.9%', '87.5%')
+    """
+    return ">99.9%" if probability > 0.999 else f"{100 * probability:.1f}%"
+
+
 def format_result(result: dict) -> str:
     """Two lines for people: the answer with its probability, then all ten probabilities."""
     if result["error"] is not None:
         return f"{result['source']}: skipped"
     probabilities = result["probabilities"]
     digit = result["digit"]
-    lines = [f"{result['source']}: {digit}  ({100 * probabilities[digit]:.1f}%)"]
-    if result.get("doubt"):
-        lines = [f"{result['source']}: {result['message']}  ({100 * probabilities[digit]:.1f}%)"]
+    answer = result["message"] if result.get("doubt") else str(digit)
+    lines = [f"{result['source']}: {answer}  ({percent(probabilities[digit])})"]
     lines.append("  " + "  ".join(f"{d}: {p:.3f}" for d, p in enumerate(probabilities)))
     if result.get("input_picture"):
         lines.append(f"  the network saw: {result['input_picture']}")
