@@ -7,8 +7,8 @@ For each of the tutorial's networks, on every installed backend, in one run, int
   mixed bfloat16 for the tutorial's CNNs on a CPU with bfloat16 instructions, else float32);
   --float32 and --bf16 add rows that force either precision, --keras-adam one with Keras's own
   Adam instead of the fused one (mnistlab.fast.optimizers), --keras-step on PyTorch and JAX one with
-  Keras's own training step instead of mnistlab's (the lean one of mnistlab.torch_step, the
-  scanned one of mnistlab.jax_step), --ynn-ab on JAX one with
+  Keras's own training step instead of mnistlab's (the lean one of mnistlab.fast.torch_step, the
+  scanned one of mnistlab.fast.jax_step), --ynn-ab on JAX one with
   XLA's matrix products on YNNPACK or not, the other way from mnistlab's choice for the network;
 - plain Keras: benchmarks/plain/keras_tutorial.py (``model.fit`` on numpy, batch 200), same
   backend, Keras's default compile settings;
@@ -19,7 +19,7 @@ For each of the tutorial's networks, on every installed backend, in one run, int
 Every process trains a warm-up epoch (tracing, compiling, thread start) and then timed epochs
 of --train-images images, each followed by validation on --val-images test images, as the
 tutorial does (60,000 : 10,000). Images per second = train images / epoch seconds, median over
-rounds. GFLOP/s counts the multiply-adds analytically (mnistlab.flops: training and the
+rounds. GFLOP/s counts the multiply-adds analytically (mnistlab.models.flops: training and the
 validation forward passes) against the float32 matrix-multiply GFLOP/s numpy reaches in the same
 run (best of the measurements taken between rounds). Peak memory is the process's max RSS.
 

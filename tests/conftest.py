@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -22,6 +23,46 @@ if os.environ.get("MNISTLAB_DATA"):
     os.environ["MNISTLAB_DATA"] = os.path.abspath(os.environ["MNISTLAB_DATA"])
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Seconds a test's subprocess may take: generous, for a loaded shared machine (a fresh
+# TensorFlow or JAX process that takes 20 s when idle once ran past 120 s under load).
+# MNISTLAB_TEST_TIMEOUT_SCALE multiplies it (and every other test timeout) on a slower machine.
+TIMEOUT_SCALE = float(os.environ.get("MNISTLAB_TEST_TIMEOUT_SCALE", "1"))
+SUBPROCESS_TIMEOUT = 600 * TIMEOUT_SCALE
+# Where run_cli's processes start: a folder outside the repository, so that a command's default
+# output (runs/MODEL-TIMESTAMP, even from a command that then fails) never lands in the tree.
+CLI_FOLDER = tempfile.mkdtemp(prefix="mnistlab-cli-")
+
+
+def repository_state() -> set[str] | None:
+    """git's view of the checkout's files (changed, untracked, ignored), caches left out; None
+    where the tests do not run from a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", REPO, "status", "--porcelain", "--ignored", "--untracked-files=normal"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    caches = ("__pycache__", ".pytest_cache", ".ruff_cache")
+    return {line for line in done.stdout.splitlines() if not any(c in line for c in caches)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_stays_clean():
+    """Fails the session (an error after its last test) if the tests wrote into the checkout."""
+    before = repository_state()
+    yield
+    after = repository_state()
+    if before is not None and after is not None and after - before:
+        pytest.fail(
+            "the tests wrote into the repository (write to tmp_path instead): "
+            + ", ".join(sorted(after - before)),
+            pytrace=False,
+        )
 
 
 def synthetic_digits(count: int, seed: int = 0):
@@ -80,7 +121,11 @@ def fresh_python(code: str, **env_changes: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in (ONEDNN, "KERAS_BACKEND")}
     env.update(env_changes)
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
@@ -105,8 +150,9 @@ with tempfile.TemporaryDirectory() as folder:
 """
 
 
-def run_cli(*args, env=None, timeout=300):
-    """Runs ``python -m mnistlab ARGS`` in a fresh process; returns the CompletedProcess."""
+def run_cli(*args, env=None, timeout=SUBPROCESS_TIMEOUT):
+    """Runs ``python -m mnistlab ARGS`` in a fresh process, in a folder outside the repository
+    (CLI_FOLDER); returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "mnistlab", *args],
@@ -114,7 +160,7 @@ def run_cli(*args, env=None, timeout=300):
         text=True,
         env=full_env,
         timeout=timeout,
-        cwd=REPO,
+        cwd=CLI_FOLDER,
     )
 
 

@@ -270,7 +270,14 @@ def test_the_network_decides_the_matrix_products_on_jax(argv, expected):
     assert fresh_python(code, XLA_FLAGS="") == repr(expected)
 
 
-@pytest.mark.parametrize("network, expected", [("mlp", ""), ("larger_cnn", f"{YNN}=dot")])
+@pytest.mark.parametrize(
+    "network, expected",
+    [
+        ("mlp", ""),
+        # a CNN trained on JAX in a fresh process: ~25 s under load
+        pytest.param("larger_cnn", f"{YNN}=dot", marks=pytest.mark.slow),
+    ],
+)
 def test_a_trained_run_records_its_network_s_matrix_products_on_jax(
     network, expected, tmp_path, tiny_npz
 ):

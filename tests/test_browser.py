@@ -3,21 +3,26 @@
 Needs Debian's Chromium (/usr/bin/chromium; never ``playwright install``: no network) and a
 model that reads hand-drawn digits: the shipped model if installed, else a cnn trained for
 one epoch on 10,000 real MNIST images (about 10 s; needs $MNISTLAB_DATA). Screenshots go to
-test-artifacts/ for a person to look at.
+$MNISTLAB_TEST_ARTIFACTS (default
+$TMPDIR/mnistlab-test-artifacts) for a person to look at.
 """
 
 import math
 import os
 import socket
+import tempfile
 import threading
 import time
 
 import pytest
 
-from tests.conftest import REPO, real_data_path
+from tests.conftest import real_data_path
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = os.path.join(REPO, "test-artifacts")
+# outside the repository (no test writes into it); MNISTLAB_TEST_ARTIFACTS names another folder
+ARTIFACTS = os.environ.get("MNISTLAB_TEST_ARTIFACTS") or os.path.join(
+    tempfile.gettempdir(), "mnistlab-test-artifacts"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -67,6 +67,7 @@ def test_models_lists_the_registry_with_parameter_counts():
     assert rows["mlp"]["backend"] == mlp_backend and rows["cnn"]["backend"] == "tensorflow"
 
 
+@pytest.mark.slow  # torch training in a fresh process: ~10 s
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 def test_a_non_default_backend_trains(tmp_path, tiny_npz):
     out = str(tmp_path / "torch-run")
@@ -90,6 +91,7 @@ def test_a_non_default_backend_trains(tmp_path, tiny_npz):
     assert json.load(open(os.path.join(out, "metrics.json")))["error"] < 50
 
 
+@pytest.mark.slow  # real MNIST
 @needs_mnist
 def test_mlp_one_epoch_on_real_mnist_is_below_5_percent(tmp_path):
     import mnistlab

@@ -17,6 +17,7 @@ import pytest
 
 import mnistlab
 from mnistlab.core import runs
+from tests.conftest import SUBPROCESS_TIMEOUT
 
 pytest.importorskip("jax", reason="data-parallel training needs the JAX backend (mnistlab[jax])")
 
@@ -82,7 +83,7 @@ def two_device_runs(tmp_path_factory, tiny_npz):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -90,6 +91,7 @@ def two_device_runs(tmp_path_factory, tiny_npz):
     return report
 
 
+@pytest.mark.slow  # two-device JAX runs in a fresh process: ~15 s
 def test_every_batch_is_split_across_both_devices(two_device_runs):
     assert len(two_device_runs["devices"]) == 2  # XLA made two CPU devices
     batches = two_device_runs["batches"]
@@ -104,6 +106,7 @@ def test_every_batch_is_split_across_both_devices(two_device_runs):
     assert two_device_runs["replicated"] and two_device_runs["weight_devices"] == 2
 
 
+@pytest.mark.slow  # two-device JAX runs in a fresh process: ~15 s
 def test_data_parallel_matches_one_device(two_device_runs):
     single = two_device_runs["single_history"]
     parallel = two_device_runs["parallel_history"]
@@ -122,6 +125,7 @@ def test_data_parallel_matches_one_device(two_device_runs):
     )  # at most one of the 300 test images may flip
 
 
+@pytest.mark.slow  # two-device JAX runs in a fresh process: ~15 s
 def test_run_folder_records_the_distribution(two_device_runs):
     meta = json.load(open(os.path.join(two_device_runs["out"], "parallel", "meta.json")))
     assert meta["distribution"]["strategy"] == "data-parallel"
@@ -172,7 +176,7 @@ def test_two_processes_train_one_model_like_two_hosts(tmp_path, tiny_npz):
         )
         for index in range(2)
     ]
-    outputs = [host.communicate(timeout=300) for host in hosts]
+    outputs = [host.communicate(timeout=SUBPROCESS_TIMEOUT) for host in hosts]
     for host, (_, stderr) in zip(hosts, outputs, strict=True):
         assert host.returncode == 0, stderr[-3000:]
     metas = [json.load(open(tmp_path / f"host{i}" / "meta.json")) for i in range(2)]

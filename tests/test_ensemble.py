@@ -138,6 +138,7 @@ def test_build_ensemble_writes_a_folder_evaluate_accepts(trained_run, tiny_data,
     assert not any("optimizer" in name for name in names)
 
 
+@pytest.mark.slow  # trains members in four fresh processes: ~30 s
 def test_cli_trains_members_then_reuses_them(tiny_npz, tmp_path):
     out = str(tmp_path / "ens")
     args = ["ensemble", "mlp", "--members", "2", "--out", out, "--data", tiny_npz]

@@ -19,7 +19,7 @@ import pytest
 
 import mnistlab
 from mnistlab.core import runs
-from tests.conftest import REPO, run_cli, synthetic_digits
+from tests.conftest import REPO, SUBPROCESS_TIMEOUT, run_cli, synthetic_digits
 
 EPOCHS = 4
 # one-cycle, as `best` trains: its schedule is saved inside the checkpoint and must load again
@@ -27,7 +27,7 @@ EPOCHS = 4
 RECIPE = ["--epochs", str(EPOCHS), "--batch-size", "50", "--val-size", "300", "--verbose", "2"]
 RECIPE += ["--schedule", "onecycle"]
 ERROR_TOLERANCE = 1.0  # percentage points of test error: 3 of the 300 test images
-STARTUP_TIMEOUT = 300  # seconds to wait for the first epoch (TensorFlow loads in ~10 s alone)
+STARTUP_TIMEOUT = SUBPROCESS_TIMEOUT  # seconds to wait for the first epoch (TF loads in ~10 s)
 
 
 def reap(process):
@@ -111,6 +111,7 @@ def killed_and_resumed(tmp_path_factory, digits_npz):
     return record
 
 
+@pytest.mark.slow  # the kill-and-resume story: three trainings, one killed: ~20 s
 def test_a_second_writer_is_refused_while_the_first_runs(killed_and_resumed):
     second = killed_and_resumed["second_writer"]
     assert killed_and_resumed["first_alive_during_second"]
@@ -119,6 +120,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(killed_and_resumed):
     assert "Traceback" not in second.stderr
 
 
+@pytest.mark.slow  # the kill-and-resume story: three trainings, one killed: ~20 s
 def test_the_kill_landed_mid_training(killed_and_resumed):
     assert killed_and_resumed["kill_status"] == -signal.SIGKILL
     done = killed_and_resumed["state_after_kill"]
@@ -129,6 +131,7 @@ def test_the_kill_landed_mid_training(killed_and_resumed):
     )
 
 
+@pytest.mark.slow  # the kill-and-resume story: three trainings, one killed: ~20 s
 def test_a_killed_run_leaves_nothing_that_evaluate_or_predict_would_load(killed_and_resumed):
     files = killed_and_resumed["files_after_kill"]
     assert runs.MODEL_FILE not in files and runs.METRICS_FILE not in files
@@ -146,6 +149,7 @@ def test_a_killed_run_leaves_nothing_that_evaluate_or_predict_would_load(killed_
     assert tuple(killed_and_resumed["checkpoint_outputs"]) == (None, 10)
 
 
+@pytest.mark.slow  # the kill-and-resume story: three trainings, one killed: ~20 s
 def test_resume_finishes_the_run_with_every_epoch_once(killed_and_resumed):
     resumed = killed_and_resumed["resume"]
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -160,6 +164,7 @@ def test_resume_finishes_the_run_with_every_epoch_once(killed_and_resumed):
     assert temporaries <= set(killed_and_resumed["files_after_kill"])  # none of its own left
 
 
+@pytest.mark.slow  # the kill-and-resume story: three trainings, one killed: ~20 s
 def test_the_resumed_model_is_as_good_as_an_uninterrupted_one(killed_and_resumed):
     metrics = json.load(open(os.path.join(killed_and_resumed["folder"], runs.METRICS_FILE)))
     assert metrics["epochs_run"] == EPOCHS

@@ -104,6 +104,7 @@ print("same")
 """
 
 
+@pytest.mark.slow  # another backend in a fresh interpreter: ~10-30 s under load
 def test_the_scanned_steps_train_as_keras_fit_does_on_jax():
     pytest.importorskip("jax")
     assert fresh_python(JAX_CHECK, KERAS_BACKEND="jax") == "same"

@@ -285,6 +285,7 @@ print("same")
 )
 
 
+@pytest.mark.slow  # another backend in a fresh interpreter: ~10-30 s under load
 def test_bfloat16_products_round_the_operands_and_sum_in_float32_on_jax():
     pytest.importorskip("jax")
     assert fresh_python(BFLOAT16_PRODUCTS_CHECK, KERAS_BACKEND="jax") == "same"
@@ -413,6 +414,7 @@ print("same")
 )
 
 
+@pytest.mark.slow  # a fresh interpreter drawing many dropout masks or products: ~5-10 s
 def test_dropout_on_torch_keeps_each_element_independently_at_the_rate():
     pytest.importorskip("torch")
     assert fresh_python(DROPOUT_TORCH_CHECK, KERAS_BACKEND="torch") == "same"
@@ -454,10 +456,12 @@ print("same")
 )
 
 
+@pytest.mark.slow  # a fresh interpreter drawing many dropout masks or products: ~5-10 s
 def test_dropout_on_tensorflow_keeps_each_element_independently_at_the_rate():
     assert fresh_python(DROPOUT_TENSORFLOW_CHECK, KERAS_BACKEND="tensorflow") == "same"
 
 
+@pytest.mark.slow  # another backend in a fresh interpreter: ~10-30 s under load
 def test_bfloat16_products_round_the_operands_and_the_sum_on_torch():
     pytest.importorskip("torch")
     assert fresh_python(BFLOAT16_PRODUCTS_TORCH_CHECK, KERAS_BACKEND="torch") == "same"

@@ -198,6 +198,7 @@ print("same")
 """
 
 
+@pytest.mark.slow  # another backend in a fresh interpreter: ~10-30 s under load
 def test_on_torch_one_fused_kernel_updates_as_keras_adam_does():
     pytest.importorskip("torch")
     assert fresh_python(TORCH_CHECK, KERAS_BACKEND="torch") == "same"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnistlab.models import flops, get_spec
-from tests.conftest import REPO, default_onednn, run_cli
+from tests.conftest import REPO, SUBPROCESS_TIMEOUT, default_onednn, run_cli
 
 
 def _model(*layers_after_input, shape):
@@ -211,7 +211,7 @@ def test_speedrun_command_refuses_an_unknown_network_before_training():
     assert "Traceback" not in result.stderr
 
 
-def _script(*args, data, timeout=120):
+def _script(*args, data, timeout=SUBPROCESS_TIMEOUT):
     # TensorFlow's kernels as a fresh shell has them: mnistlab may have set them in this process
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "MNISTLAB_DATA": data})
@@ -221,6 +221,7 @@ def _script(*args, data, timeout=120):
     )
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script(
         "benchmarks/speed.py",
@@ -231,7 +232,7 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
         "--out",
         str(tmp_path),
         data=tiny_npz,
-        timeout=300,  # seven fresh processes, each importing TensorFlow or torch
+        timeout=2 * SUBPROCESS_TIMEOUT,  # seven fresh processes, each importing TF or torch
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.load(open(tmp_path / "speed.json"))["rows"]
@@ -429,6 +430,7 @@ def test_the_chart_draws_each_row_s_figures(tmp_path):
     assert speed.main(["--replot", str(tmp_path / "nowhere")]) == 2
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script("benchmarks/speedrun.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -437,6 +439,7 @@ def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     assert (tmp_path / "speedrun.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 @pytest.mark.parametrize(
     "script, table",
     [("augment_probe.py", "augment_probe.md"), ("speedrun_probe.py", "speedrun_probe.md")],
@@ -448,6 +451,7 @@ def test_probe_benchmarks_run_in_tiny_mode(tmp_path, tiny_npz, script, table):
     assert len(rows) >= 5  # header and four measured rows
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 def test_step_profile_runs_in_tiny_mode_and_its_rewrites_keep_the_function(tmp_path, tiny_npz):
     result = _script("benchmarks/step_profile.py", "--tiny", "--out", str(tmp_path), data=tiny_npz)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -460,6 +464,7 @@ def test_step_profile_runs_in_tiny_mode_and_its_rewrites_keep_the_function(tmp_p
     assert all(run["images_per_second"] > 0 for run in by_name.values())
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 def test_adam_probe_runs_in_tiny_mode(tmp_path, tiny_npz):
     result = _script(
         "benchmarks/adam_probe.py",
@@ -474,6 +479,7 @@ def test_adam_probe_runs_in_tiny_mode(tmp_path, tiny_npz):
     assert "**FusedAdam:" in (tmp_path / "adam_probe-mlp.md").read_text()
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 @pytest.mark.parametrize(
     "backend, compare, model, variants",
     [
@@ -501,6 +507,7 @@ def test_jax_and_torch_probes_run_in_tiny_mode(
     assert all(len(times) == 2 for times in report["ms_per_step"].values())
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 def test_the_torch_profile_lists_keras_s_dropout_mask_where_it_is_keras_s(tmp_path, tiny_npz):
     pytest.importorskip("torch")
     result = _script(
@@ -553,12 +560,13 @@ def test_the_pool_probe_s_other_network_pools_as_keras_with_the_same_weights():
     np.testing.assert_array_equal(np.asarray(reshaped(images)), np.asarray(ours(images)))
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 def test_main_job_benchmark_runs_the_command_in_tiny_mode(tmp_path, tiny_npz):
     """benchmarks/main_job.py times `mnistlab train` itself: its rows come from the runs' own
     records (backend, precision, one epoch line per epoch) and its wall time holds the training."""
     result = _script(
         "benchmarks/main_job.py", "--tiny", "--models", "mlp", "--backends", "tensorflow",
-        "--rounds", "2", "--data", tiny_npz, "--out", str(tmp_path), data=tiny_npz, timeout=180,
+        "--rounds", "2", "--data", tiny_npz, "--out", str(tmp_path), data=tiny_npz,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = json.load(open(tmp_path / "main_job.json"))["rows"]
@@ -570,6 +578,7 @@ def test_main_job_benchmark_runs_the_command_in_tiny_mode(tmp_path, tiny_npz):
     assert "| mlp | **tensorflow** | float32 |" in (tmp_path / "main_job.md").read_text()
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s
 def test_the_dot_forms_probe_times_the_same_product_in_each_form(tmp_path, tiny_npz):
     """benchmarks/dot_forms.py: every form computes x @ kernel or the kernel's gradient x.T @ g
     of the operands it is given (by hand, in float64), and the script writes its table."""

@@ -194,6 +194,7 @@ def test_a_local_sweep_from_the_command_line(tmp_path, tiny_npz):
         run_sweep(other, data=tiny_npz)
 
 
+@pytest.mark.slow  # starts a Ray instance: ~25 s
 def test_a_sweep_on_a_local_ray_instance(tmp_path, tiny_npz):
     ray = pytest.importorskip("ray", reason="Ray is optional: pip install 'mnistlab[ray]'")
     ray.init(num_cpus=2, include_dashboard=False)

@@ -104,6 +104,7 @@ print("same")
 """
 
 
+@pytest.mark.slow  # another backend in a fresh interpreter: ~10-30 s under load
 def test_the_lean_step_trains_as_keras_step_does_on_torch():
     pytest.importorskip("torch")
     assert fresh_python(TORCH_CHECK, KERAS_BACKEND="torch") == "same"
