@@ -2,7 +2,6 @@
 recipes retrain each member with its own seed and fold; finished members are kept and recorded."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -11,18 +10,9 @@ import numpy as np
 import pytest
 
 from mnistlab import runs
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 
-
-def load_members():
-    path = os.path.join(REPO, "benchmarks", "members.py")
-    spec = importlib.util.spec_from_file_location("members", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-members = load_members()
+members = load_benchmark("members")
 NOT_FETCHED = (
     "ensemble members not fetched: run python benchmarks/members.py fetch URL_OR_PATH "
     "(benchmarks/members/README.md says where the asset is)"
