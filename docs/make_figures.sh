@@ -100,7 +100,8 @@ EOF
 
 # 11. ensemble-mistakes.png: every test image that our best ensemble gets wrong: the kept
 #     members of four designs (benchmarks/members/), each design weighted a quarter (15 best
-#     at 1/60, 4 deotte at 1/16, 11 best5 at 1/44, 3 best_deskew at 1/12); nothing trains
+#     at 1/60, 4 deotte at 1/16, 11 best5 at 1/44, 3 best_deskew at 1/12); nothing trains.
+#     Their weights first: python benchmarks/members.py fetch URL_OR_PATH (see its README)
 M=benchmarks/members
 mnistlab ensemble --out "$SCRATCH/four-designs" > /dev/null \
   --runs $M/best-e40/member-{0..14} $M/deotte-e45/member-{0..3} $M/best5-e40/member-{0..10} \

@@ -65,6 +65,18 @@ def repository_stays_clean():
         )
 
 
+def load_benchmark(name: str):
+    """The module benchmarks/NAME.py, loaded from its file (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(REPO, "benchmarks", f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def synthetic_digits(count: int, seed: int = 0):
     """(count, 28, 28) uint8 images and (count,) labels: class k is a bright bar at place k.
 

@@ -1,4 +1,4 @@
-"""Ensembles average exactly, survive a save/load round trip, and keep finished members."""
+"""Ensembles average exactly, survive a save/load round trip, and reuse finished members."""
 
 import io
 import os
@@ -249,81 +249,3 @@ def test_cli_refuses_mixing_runs_with_training_settings(trained_run, tmp_path, c
     assert not os.path.exists(os.path.join(trained_run, "ensemble.json"))  # left untouched
     assert main(["ensemble", "--runs", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     assert "not an mnistlab run folder" in capsys.readouterr().err
-
-
-def test_keep_members_copies_finished_members_without_optimizer_state(tiny_data, tmp_path):
-    import importlib.util
-    import shutil
-
-    import mnistlab
-    from mnistlab.models.saved import load_model, predict_probabilities
-    from tests.conftest import REPO
-
-    # a float32 run, whose model.keras keeps Adam's state (mlp: float32 on every machine)
-    trained_run = str(tmp_path / "mlp")
-    mnistlab.train("mlp", data=tiny_data, out=trained_run, epochs=1, val_size=200, verbose=0)
-
-    path = os.path.join(REPO, "benchmarks", "keep_members.py")
-    spec = importlib.util.spec_from_file_location("keep_members", path)
-    keep_members = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(keep_members)
-
-    members, kept = tmp_path / "members", tmp_path / "kept"
-    shutil.copytree(trained_run, members / "member-0")
-    (members / "member-1").mkdir()  # still training: no metrics.json yet
-    shutil.copy(os.path.join(trained_run, runs.CONFIG_FILE), members / "member-1")
-    assert keep_members.main([str(members), str(kept)]) == 0
-    assert sorted(os.listdir(kept)) == ["member-0"]
-    copied = set(os.listdir(kept / "member-0"))
-    assert copied == set(os.listdir(trained_run)) - {runs.CHECKPOINT_FILE, ".lock"}
-    original = str(members / "member-0" / runs.MODEL_FILE)
-    assert os.path.getsize(kept / "member-0" / runs.MODEL_FILE) < os.path.getsize(original)
-    _, (x_test, _) = tiny_data
-    np.testing.assert_array_equal(
-        predict_probabilities(load_model(str(kept / "member-0")), x_test),
-        predict_probabilities(load_model(original), x_test),
-    )
-    assert keep_members.keep(str(members), str(kept)) == []  # a kept member is not copied again
-
-
-def test_record_members_writes_each_model_s_mean_and_spread(tmp_path, capsys):
-    import importlib.util
-    import json
-
-    from tests.conftest import REPO
-
-    path = os.path.join(REPO, "benchmarks", "record_members.py")
-    spec = importlib.util.spec_from_file_location("record_members", path)
-    record_members = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(record_members)
-
-    def member(folder, model, epochs, error=None):
-        os.makedirs(folder)
-        with open(os.path.join(folder, runs.CONFIG_FILE), "w") as handle:
-            json.dump({"model": model, "epochs": epochs}, handle)
-        if error is not None:  # None: still training, no metrics.json
-            with open(os.path.join(folder, runs.METRICS_FILE), "w") as handle:
-                json.dump({"error": error}, handle)
-
-    root = tmp_path / "members"
-    for index, error in enumerate([0.30, 0.40, 0.35]):
-        member(root / "best-e40" / f"member-{index}", "best", 40, error)
-    member(root / "best-e40" / "member-3", "best", 40)  # unfinished: left out
-    member(root / "deotte-e45" / "member-0", "deotte", 45, 0.32)
-    out = tmp_path / "measured.json"
-    out.write_text(json.dumps({"cnn": {"error_mean": 1.1, "error_std": 0.1, "runs": 3}}))
-
-    assert record_members.main(["--members", str(root), "--out", str(out)]) == 0
-    recorded = json.loads(out.read_text())
-    assert recorded["cnn"] == {"error_mean": 1.1, "error_std": 0.1, "runs": 3}  # kept
-    assert recorded["best"]["runs"] == 3 and recorded["deotte"]["runs"] == 1
-    assert recorded["best"]["error_mean"] == pytest.approx(0.35)
-    # sample standard deviation by hand: deviations -0.05, 0.05, 0; sum of squares / (3 - 1)
-    assert recorded["best"]["error_std"] == pytest.approx((0.005 / 2) ** 0.5)
-    assert recorded["deotte"]["error_std"] == 0.0
-    assert "best: 0.350%" in capsys.readouterr().out
-
-    member(root / "best-20" / "member-0", "best", 20, 0.41)  # a second recipe of one model
-    assert record_members.main(["--members", str(root), "--out", str(out)]) == 2
-    assert "[20, 40] epochs" in capsys.readouterr().err
-    assert record_members.main(["--members", str(tmp_path / "none"), "--out", str(out)]) == 2

@@ -4,7 +4,6 @@ results checked against the model's own predict on the same inputs."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 
@@ -17,7 +16,7 @@ from mnistlab.commands.main import main
 from mnistlab.data.inputs import load_input
 from mnistlab.data.preprocess import to_mnist
 from mnistlab.serving.predict import input_picture_names, percent
-from tests.conftest import REPO, run_cli
+from tests.conftest import load_benchmark, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -166,16 +165,8 @@ def test_show_input_names_are_unique(sources, names):
     assert input_picture_names(sources) == names
 
 
-def load_benchmark():
-    path = os.path.join(REPO, "benchmarks", "own_digits_accuracy.py")
-    spec = importlib.util.spec_from_file_location("own_digits_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_own_digits_benchmark_quick_mode(tmp_path, trained_run, cnn, capsys):
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("own_digits_accuracy")
     if not os.path.exists(os.path.join(benchmark.CHECK_SET, "labels.csv")):
         pytest.skip("own-digits check set not built (benchmarks/own_digits/make_check_set.py)")
     out = tmp_path / "own.md"
