@@ -180,31 +180,11 @@ def run_speedrun(
     out = out or os.path.join("runs", f"speedrun-{target}-{time.strftime('%Y%m%d-%H%M%S')}")
     chosen = {key: value for key, value in overrides.items() if value is not None}
     settings = {**recipe(target), **chosen}  # the whole recipe: any --model trains it
-    (x_train, _), (x_test, y_test) = data
+    (x_train, _), _ = data
     images = min(len(x_train), settings.get("train_size") or len(x_train))
     steps_per_epoch = -(-images // settings["batch_size"])
-    results = []
-    for seed in seeds:
-        clock = stopwatch(x_test, y_test, every=max(1, steps_per_epoch // MEASURES_PER_EPOCH))
-        run = train(
-            model,
-            data=data,
-            out=os.path.join(out, f"seed{seed}"),
-            seed=seed,
-            verbose=0,
-            callbacks=[clock],
-            **settings,
-        )
-        results.append(
-            {
-                "seed": seed,
-                "train_seconds": clock.seconds,
-                "fit_seconds": run.metrics["train_seconds_this_process"],
-                "accuracy": run.metrics["accuracy"] * 100,
-                "curve": clock.curve,
-                "folder": run.path,
-            }
-        )
+    every = max(1, steps_per_epoch // MEASURES_PER_EPOCH)  # steps between curve points
+    results = [_timed_run(model, seed, data, out, settings, every) for seed in seeds]
     seconds = [result["train_seconds"] for result in results]
     accuracy = [result["accuracy"] for result in results]
     budget = TARGETS[target]["budget_seconds"]
@@ -223,6 +203,30 @@ def run_speedrun(
         "accuracy_std": statistics.pstdev(accuracy),
         # the mean accuracy must reach the target, and every run must train within budget
         "reached": statistics.mean(accuracy) >= float(target) and max(seconds) <= budget,
+    }
+
+
+def _timed_run(model: str, seed: int, data, out: str, settings: dict, every: int) -> dict:
+    """One seed's run against the stopwatch (which measures the test set every ``every``
+    steps with its clock stopped)."""
+    _, (x_test, y_test) = data
+    clock = stopwatch(x_test, y_test, every=every)
+    run = train(
+        model,
+        data=data,
+        out=os.path.join(out, f"seed{seed}"),
+        seed=seed,
+        verbose=0,
+        callbacks=[clock],
+        **settings,
+    )
+    return {
+        "seed": seed,
+        "train_seconds": clock.seconds,
+        "fit_seconds": run.metrics["train_seconds_this_process"],
+        "accuracy": run.metrics["accuracy"] * 100,
+        "curve": clock.curve,
+        "folder": run.path,
     }
 
 
