@@ -93,7 +93,8 @@ def test_the_network_decides_the_kernels(tmp_path, argv, expected):
 
 def test_the_python_api_keeps_onednn_on_even_for_the_mlp(tmp_path):
     """In Python one process may train the MLP and then a CNN, and TensorFlow fixes its kernels
-    when it loads: mnistlab.train('mlp') must not turn them off for the CNN that follows."""
+    when it loads: mnistlab.train('mlp') on TensorFlow must not turn them off for the CNN that
+    follows (where no backend is named, Python trains the MLP on JAX, as the command line)."""
     code = (
         "import json, numpy as np, mnistlab\n"
         "from mnistlab.core.runs import tensorflow_onednn\n"
@@ -105,7 +106,7 @@ def test_the_python_api_keeps_onednn_on_even_for_the_mlp(tmp_path):
         "    metas.append(json.load(open(run.path + '/meta.json'))['versions']['onednn'])\n"
         "print(tensorflow_onednn(), *metas)"
     )
-    assert fresh_python(code) == "True True True"
+    assert fresh_python(code, KERAS_BACKEND="tensorflow") == "True True True"
 
 
 @pytest.mark.parametrize(

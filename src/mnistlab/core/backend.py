@@ -25,19 +25,19 @@ from mnistlab.core.quiet import quiet_backends
 from mnistlab.core.runs import cpu_model_and_flags, tensorflow_onednn
 
 
-def use_backend(name: str | None, network=None) -> str:
+def use_backend(name: str | None, network=None, tune: bool = True) -> str:
     """Selects the Keras backend before Keras is imported; returns the backend in force.
 
     Args:
         name: "tensorflow", "jax", "torch", or None for $KERAS_BACKEND, else the default
             (``default_backend``: the network's own where it names one, else TensorFlow).
-        network: the ModelSpec of the one network this process will train, if that is known
+        network: the ModelSpec of the network this process will train, if that is known
             (the command line knows it): its ``backend`` is the default backend where it
-            is installed; on TensorFlow, its ``onednn`` turns the oneDNN
-            kernels on or off (faster for the CNNs, slower for the MLP); on JAX, its
-            ``ModelSpec.jax_ynn`` hands XLA's matrix products to YNNPACK or not (likewise).
-            None: on, which suits most networks, as a process that trains
-            several can have only one setting. The user's own setting of the variable wins,
+            is installed; and where ``tune`` is true (one network a process, as on the
+            command line), on TensorFlow its ``onednn`` turns the oneDNN kernels on or off
+            (faster for the CNNs, slower for the MLP), and on JAX its ``jax_ynn`` hands XLA's
+            matrix products to YNNPACK or not (likewise). None, or ``tune`` false: on, which
+            suits most networks, as a process that trains several can have only one setting. The user's own setting of the variable wins,
             and so does the first call's choice in a process: a later call (``train``'s, after
             the command line's for its network) keeps the settings that call made.
 
@@ -68,11 +68,12 @@ def use_backend(name: str | None, network=None) -> str:
     if chosen in _SET_UP:  # an earlier call in this process chose the settings, for its network
         return chosen
     _SET_UP.add(chosen)
+    tuned = network if tune else None  # None: the kernels that suit most networks
     if chosen == "tensorflow" and "tensorflow" not in sys.modules:  # the faster kernels (config)
-        os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT if wants_onednn(network) else "0")
+        os.environ.setdefault(ONEDNN_ENV, ONEDNN_DEFAULT if wants_onednn(tuned) else "0")
     if chosen == "jax" and "jax" not in sys.modules:  # XLA's faster matrix products (config)
         flags = os.environ.get(XLA_FLAGS_ENV, "")
-        if JAX_YNN_FLAG not in flags and wants_ynn(network) and jaxlib_at_least(JAX_YNN_SINCE):
+        if JAX_YNN_FLAG not in flags and wants_ynn(tuned) and jaxlib_at_least(JAX_YNN_SINCE):
             os.environ[XLA_FLAGS_ENV] = f"{flags} {JAX_YNN_FLAG}={JAX_YNN_DEFAULT}".strip()
     return chosen
 

@@ -308,11 +308,14 @@ def train(
     """
 
     # Before any folder is made, and before Keras loads: where Keras is not yet imported and
-    # no backend is named ($KERAS_BACKEND included), the network's own backend and kernels, as
-    # the command line chooses them (use_backend). Once Keras is imported its backend stays.
+    # no backend is named ($KERAS_BACKEND included), the network's own backend, as the command
+    # line chooses it (use_backend). Once Keras is imported its backend stays. The kernels stay
+    # those that suit most networks (tune=False): one Python process may train several, and
+    # TensorFlow fixes its kernels when it loads, so the MLP's choice (oneDNN off) must not
+    # slow the CNN that follows; the command line, one network a process, tunes them.
     named = model or (resume and read_resumed_config(resume).get("model"))
     network = get_spec(named) if isinstance(named, str) else None
-    distribution.check_strategy(distribute, use_backend(backend, network))
+    distribution.check_strategy(distribute, use_backend(backend, network, tune=False))
     config = resolve_config(model, config_file, resume, **overrides)
     config.precision = _resolved_precision(config)  # as saved
     folder = resume or out or default_out(config.model)
