@@ -57,7 +57,7 @@ def test_a_notebook_is_committed_without_outputs():
 
 
 @pytest.fixture
-def copy(tmp_path):
+def copied(tmp_path):
     """A copy of the notebooks and their page, to change one side of."""
     shutil.copytree(
         NOTEBOOKS, tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.py", "__pycache__")
@@ -66,26 +66,35 @@ def copy(tmp_path):
     return tmp_path
 
 
-def test_a_change_to_the_tutorial_alone_fails_the_check(copy):
+def test_a_change_to_the_tutorial_alone_fails_the_check(copied):
     text = page().replace('print("first labels:", y_train[:10])', "print(y_train[:10])", 1)
     assert text != page()
-    assert build.differences(str(copy / "notebooks"), text) == ["01-mnist-the-data.ipynb"]
+    assert build.differences(str(copied / "notebooks"), text) == ["01-mnist-the-data.ipynb"]
     prose = page().replace('MNIST ("Modified NIST")', "MNIST", 1)
-    assert build.differences(str(copy / "notebooks"), prose) == ["01-mnist-the-data.ipynb"]
-    assert build.differences(str(copy / "notebooks"), page()) == []  # the untouched page passes
+    assert build.differences(str(copied / "notebooks"), prose) == ["01-mnist-the-data.ipynb"]
+    assert build.differences(str(copied / "notebooks"), page()) == []  # the untouched page passes
 
 
-def test_a_change_to_a_notebook_alone_fails_the_check(copy):
-    path = copy / "notebooks" / "01-mnist-the-data.ipynb"
+def test_the_check_command_says_how_to_rebuild(copied, monkeypatch, capsys):
+    assert build.main(["--check"]) == 0
+    monkeypatch.setattr(build, "HERE", str(copied / "notebooks"))
+    (copied / "notebooks" / "05-a-larger-cnn.ipynb").unlink()
+    assert build.main(["--check"]) == 1
+    assert "05-a-larger-cnn.ipynb" in capsys.readouterr().out
+    assert build.BUILD_COMMAND == "python docs/notebooks/build.py"
+
+
+def test_a_change_to_a_notebook_alone_fails_the_check(copied):
+    path = copied / "notebooks" / "01-mnist-the-data.ipynb"
     notebook = nbformat.read(path, as_version=4)
     notebook.cells[-1].source += "\nedited in Jupyter"
     nbformat.write(notebook, path)
-    assert build.differences(str(copy / "notebooks"), page()) == ["01-mnist-the-data.ipynb"]
+    assert build.differences(str(copied / "notebooks"), page()) == ["01-mnist-the-data.ipynb"]
 
 
-def test_a_new_chapter_without_its_notebook_fails_the_check(copy):
+def test_a_new_chapter_without_its_notebook_fails_the_check(copied):
     text = page() + "\n## 11. A new chapter\n\n```python\nprint(1)\n```\n"
-    assert build.differences(str(copy / "notebooks"), text) == ["11-a-new-chapter.ipynb"]
+    assert build.differences(str(copied / "notebooks"), text) == ["11-a-new-chapter.ipynb"]
 
 
 def test_each_chapter_is_a_notebook_that_opens_on_its_own():
@@ -114,10 +123,10 @@ def test_a_notebook_runs_in_a_real_kernel_and_shows_its_pictures(tmp_path, monke
     shutil.copytree(os.path.join(REPO, "docs", "figures"), tmp_path / "docs" / "figures")
     (tmp_path / "docs" / "notebooks").mkdir()
     notebook = nbformat.read(os.path.join(NOTEBOOKS, "01-mnist-the-data.ipynb"), as_version=4)
+    folder = str(tmp_path / "docs" / "notebooks")  # where Jupyter starts a notebook's kernel
     client = nbclient.NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": ""}}
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": folder}}
     )
-    client.resources["metadata"]["path"] = str(tmp_path / "docs" / "notebooks")
     client.execute()
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert any("image/png" in output.get("data", {}) for output in outputs), "no inline picture"
