@@ -7,6 +7,15 @@ What runs
     only when the line just before its fence is ``<!-- no-run: REASON -->`` (a server that runs
     until stopped, a GPU, an hour of training); the reason is required, and the test lists them.
 
+    The blocks are run as the notebooks docs/notebooks/*.ipynb hold them (one notebook per
+    chapter, built from this page by docs/notebooks/build.py), so one run tests both forms: the
+    notebooks one after another, cell by cell, in the same folder, each notebook starting from
+    an empty Python namespace (a notebook is its own session). A python cell runs as it is; a
+    ``%%bash`` cell as the bash block it came from. The cells a notebook adds to the page's
+    blocks (set-up, earlier chapters' runs, showing pictures) run too and must pass. The page's
+    blocks are matched to the notebooks' cells in order; tests/test_notebooks.py checks that
+    the notebooks are exactly what the page builds.
+
 Quick mode (the only changes made to the text of a block; see ``quick()``)
     Every training runs 1 epoch on the first 2,000 training images, 1,000 of them held out for
     validation (so 1,000 to learn from), instead of the page's epochs, data and validation:
@@ -70,6 +79,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIAL = os.path.join(REPO, "docs", "tutorial.md")
 FIGURES = os.path.join(REPO, "docs", "figures")
 FIGURE_SCRIPT = os.path.join(REPO, "docs", "make_figures.sh")
+NOTEBOOKS = os.path.join(REPO, "docs", "notebooks")
+NOTEBOOK_CELL = "notebook"  # metadata["mnistlab"] of a cell the notebook adds to the page's blocks
 MAX_FIGURE_BYTES = 100_000  # committed PNGs stay small
 QUICK_EPOCHS = 1  # epochs of every training in quick mode
 QUICK_TRAIN_SIZE = 2000  # first N training images ...
@@ -217,11 +228,13 @@ def drive(blocks_file: str, results_file: str) -> None:
     """Runs the blocks of ``blocks_file`` in order; writes one result per block as it goes."""
     with open(blocks_file) as handle:
         blocks = json.load(handle)
-    namespace = {"__name__": "__main__"}
+    namespace = {}
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     results = []
     for block in blocks:
+        if block.get("reset") or not namespace:  # a new notebook: a new Python session
+            namespace = {"__name__": "__main__"}
         started = time.perf_counter()
         output = io.StringIO()
         ok, how = True, "python"
@@ -281,6 +294,47 @@ BLOCKS = page_blocks() if os.path.exists(TUTORIAL) else []
 RUN_BLOCKS = [block for block in BLOCKS if block.runnable]
 
 
+def notebook_cells(blocks: list[Block]) -> list[dict]:
+    """The code cells of docs/notebooks/*.ipynb in order, as the driver runs them in quick mode.
+
+    A cell from the page is named as its block (``tutorial.md:73-bash``), a cell the notebook
+    adds as ``NN-title.ipynb:INDEX-notebook``. Fails when the notebooks do not hold ``blocks``.
+    """
+    cells, pending = [], list(blocks)
+    for name in sorted(n for n in os.listdir(NOTEBOOKS) if n.endswith(".ipynb")):
+        with open(os.path.join(NOTEBOOKS, name), encoding="utf-8") as handle:
+            notebook = json.load(handle)
+        first = True
+        for index, cell in enumerate(notebook["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            language = "bash" if source.startswith("%%bash\n") else "python"
+            code = source.removeprefix("%%bash\n") + "\n"
+            if cell.get("metadata", {}).get("mnistlab") == NOTEBOOK_CELL:
+                block = Block(0, language, code)
+                cell_name = f"{name}:{index}-{NOTEBOOK_CELL}"
+            else:
+                block = pending.pop(0) if pending else None
+                if block is None or (block.language, block.code) != (language, code):
+                    pytest.fail(
+                        f"{name} cell {index} is not {block.name if block else 'on the page'}: "
+                        "the notebooks are out of date; run python docs/notebooks/build.py"
+                    )
+                cell_name = block.name
+            cells.append({**asdict(block), "name": cell_name, "code": quick(block), "reset": first})
+            first = False
+    if pending:
+        pytest.fail(f"{pending[0].name} is in no notebook; run python docs/notebooks/build.py")
+    return cells
+
+
+def short(name: str) -> str:
+    """``tutorial.md:73-bash`` -> ``73-bash``; ``01-mnist-the-data.ipynb:1-notebook`` -> ``01:1-notebook``."""
+    where, cell = name.split(":", 1)
+    return cell if where == "tutorial.md" else f"{where[:2]}:{cell}"
+
+
 @pytest.fixture(scope="module")
 def tutorial_run(tmp_path_factory):
     """Runs every runnable block once in quick mode; returns {block name: result}."""
@@ -289,8 +343,7 @@ def tutorial_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tutorial")
     shutil.copytree(FIGURES, folder / "docs" / "figures")
     blocks_file, results_file = folder / ".blocks.json", folder / ".results.json"
-    runnable = [{**asdict(block), "name": block.name, "code": quick(block)} for block in RUN_BLOCKS]
-    blocks_file.write_text(json.dumps(runnable))
+    blocks_file.write_text(json.dumps(notebook_cells(RUN_BLOCKS)))
     env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src") + os.pathsep + REPO}
     env.setdefault("KERAS_BACKEND", "tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -303,7 +356,7 @@ def tutorial_run(tmp_path_factory):
         check=False,
     )
     results = json.loads(results_file.read_text()) if results_file.exists() else []
-    timing = ", ".join(f"{r['name'].split(':')[1]} {r['seconds']:.0f}s" for r in results)
+    timing = ", ".join(f"{short(r['name'])} {r['seconds']:.0f}s" for r in results)
     print(f"\ntutorial blocks: {timing}")
     return {result["name"]: result for result in results}
 
@@ -328,6 +381,13 @@ def test_block_runs_and_prints_what_the_page_shows(block, tutorial_run):
             f"{block.name}: the page's expected output (line {following[0].line}) has lines the "
             f"run did not print: {missing}\n--- actual output ---\n{result['output'][-4000:]}"
         )
+
+
+def test_the_cells_notebooks_add_to_the_page_run(tutorial_run):
+    added = [r for r in tutorial_run.values() if r["name"].endswith(NOTEBOOK_CELL)]
+    assert added, "no set-up cells ran: docs/notebooks/ is empty or was not reached"
+    for result in added:
+        assert result["ok"], f"{result['name']} failed:\n{result['output'][-4000:]}"
 
 
 def test_the_page_has_runnable_blocks_and_every_no_run_says_why():
