@@ -365,3 +365,79 @@ def test_benchmark_quick_mode(trained_run, tmp_path):
         figures["command"]
         == f"python benchmarks/inference.py --quick --model {trained_run} --out {out}"
     )
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (8-bit gray) with one empty IDAT: bytes, not pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [5000, 10000, 20000])  # ours, Pillow's warning, Pillow's error
+def test_over_the_pixel_limit_is_413_naming_it_and_pillow_stays_quiet(client, capfd, side):
+    from mnistlab.serving import serve
+
+    answer = client.post(
+        "/api/predict", content=png_header_only(side, side), headers={"content-type": "image/png"}
+    )
+    assert answer.status_code == 413, answer.text
+    assert f"the limit is {serve.MAX_IMAGE_PIXELS:,} pixels" in answer.json()["error"]
+    assert "DecompressionBomb" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG"])
+def test_large_images_are_reduced_while_decoding(kind):
+    """A 3000x2000 upload reaches preprocessing at most WORK_SIZE a side, and as the same digit."""
+    from mnistlab.data.preprocess import WORK_SIZE, to_mnist
+    from mnistlab.serving import serve
+
+    big = drawing(7, 3000).resize((3000, 2000)).convert("RGB" if kind == "JPEG" else "RGBA")
+    data = png_bytes(big, kind)
+    decoded = serve._decode(serve.open_image(data))
+    assert max(decoded.size) <= WORK_SIZE and decoded.size[0] > decoded.size[1]
+    reference = to_mnist(big)  # the full-size image, fitted
+    assert np.abs(to_mnist(decoded).astype(int) - reference).mean() < 8  # gray levels of 255
+
+
+def test_large_decodes_wait_for_a_slot(client, monkeypatch):
+    """No more than DECODE_SLOTS large images decode and fit at once."""
+    import threading
+
+    from mnistlab.serving import serve
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+    original = serve._decode
+
+    def counted(image):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return original(image)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(serve, "_decode", counted)
+    monkeypatch.setattr(serve, "LARGE_PIXELS", 100 * 100)
+    data = png_bytes(drawing(7, 400))
+    threads = [
+        threading.Thread(
+            target=lambda: client.post("/api/predict", files={"image": ("a.png", data)})
+        )
+        for _ in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= most[0] <= serve.DECODE_SLOTS

@@ -26,19 +26,26 @@ Example:
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at runtime
 import base64
 import binascii
+import contextlib
 import io
 import json
 import os
+import threading
 import time
+import warnings
 
 from mnistlab.data.images import ImageError
-from mnistlab.data.preprocess import to_mnist
+from mnistlab.data.preprocess import WORK_SIZE, to_mnist
 from mnistlab.models import calibration
 from mnistlab.serving.inference import load_predictor
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # width x height of an uploaded image, checked before decoding
+LARGE_PIXELS = 1024 * 1024  # images with more pixels than this decode reduced, DECODE_SLOTS at once
+DECODE_SLOTS = 2  # large decodes at once: each holds up to 4 bytes a pixel while it runs
+STRIP_PIXELS = 1024 * 1024  # pixels of one strip of a large PNG reduced at a time
+MMAP_THRESHOLD = 256 * 1024  # bytes; larger allocations are returned to the system when freed
 INLINE_PIXELS = 64 * 64  # ONNX answers for images this small are computed on the event loop
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 DEFAULT_HOST = "127.0.0.1"  # loopback: reachable from this machine only
@@ -215,6 +222,14 @@ def check_image_bytes(data: bytes) -> None:
     raise RequestError(400, "The upload is not an image: send a PNG or JPEG of a digit.")
 
 
+def _too_many_pixels(described: str) -> RequestError:
+    return RequestError(
+        413,
+        f"The image is {described}; the limit is {MAX_IMAGE_PIXELS:,} pixels (e.g. 4096x4096). "
+        "Resize it and try again (a digit needs only a few hundred pixels per side).",
+    )
+
+
 def open_image(data: bytes):
     """A PNG/JPEG's header, checked: a lazy PIL image whose pixels are not decoded yet.
 
@@ -225,26 +240,77 @@ def open_image(data: bytes):
 
     check_image_bytes(data)
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # Pillow's DecompressionBombWarning: our 413 says it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError:  # over twice Pillow's own limit: refused in open()
+        raise _too_many_pixels(f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except Exception:
         raise RequestError(400, "The image could not be read: its header is corrupt.") from None
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise RequestError(
-            413,
-            f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels "
-            "(e.g. 4096x4096). Resize it and try again.",
-        )
+        raise _too_many_pixels(f"{width}x{height} pixels")
     return image
 
 
-def _decode(image) -> None:
+_decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+
+
+def _decode(image):
+    """The image's pixels; a large one reduced to at most WORK_SIZE pixels a side as it is read.
+
+    A JPEG decodes at 1/2, 1/4 or 1/8 of its size (``Image.draft``); a PNG decodes whole, then
+    is reduced strip by strip (``_shrink``), so no full-size copy is converted. At most
+    DECODE_SLOTS large images decode at once: a request costs its decoded image (4 bytes a
+    pixel at most) while it decodes, and a few megabytes after. The caller holds one of
+    DECODE_SLOTS for a large image (``predict_image``).
+
+    Returns:
+        A loaded PIL image, its info (EXIF orientation) kept.
+    """
     try:
+        if image.width * image.height <= LARGE_PIXELS:
+            image.load()
+            return image
+        if image.format == "JPEG":
+            image.draft(None, (WORK_SIZE, WORK_SIZE))  # no smaller than this on either side
         image.load()
+        return _shrink(image, WORK_SIZE)
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
         raise RequestError(
             400, f"The image could not be decoded ({error}); is it truncated or corrupt?"
         ) from None
+
+
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "I", "F")  # modes Image.reduce takes
+
+
+def _shrink(image, longest: int):
+    """A box-filtered copy whose longer side is at most ``longest`` (an integer factor), made
+    STRIP_PIXELS at a time: a strip is converted (RGBA is premultiplied to reduce) and reduced,
+    never the whole image at once."""
+    from PIL import Image
+
+    width, height = image.size
+    factor = -(-max(width, height) // longest)  # ceiling
+    if factor <= 1:
+        return image
+    mode = image.mode
+    if mode not in REDUCIBLE_MODES:  # palette, 1-bit, 16-bit, CMYK: what _grayscale reads
+        alpha = "transparency" in image.info or mode.endswith("A")
+        mode = "I" if mode.startswith("I;16") else "RGBA" if alpha else "RGB"
+        mode = "L" if image.mode == "1" else mode
+    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    rows = factor * max(1, STRIP_PIXELS // (width * factor))  # a multiple of factor: no seams
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    reduced.info = {
+        k: v for k, v in image.info.items() if k != "transparency" or mode == image.mode
+    }
+    return reduced
 
 
 # ------------------------------------------------------------------ predicting
@@ -294,11 +360,15 @@ def predict_image(predictor, data, preprocess: bool = True, first_layer: bool = 
 
     start = time.perf_counter()
     image = open_image(data) if isinstance(data, bytes) else data
-    _decode(image)
-    try:  # to_mnist of the decoded image: EXIF orientation, grayscale, fit (as for a file)
-        digit_image = to_mnist(image, preprocess=preprocess, name="the uploaded image")
-    except ImageError as error:
-        raise RequestError(422, str(error)) from None
+    large = image.width * image.height > LARGE_PIXELS
+    # a large image holds a slot while it decodes and is fitted (tens of MB each), so that
+    # many at once wait their turn instead of adding up
+    with _decode_slots if large else contextlib.nullcontext():
+        image = _decode(image)
+        try:  # to_mnist of the decoded image: EXIF orientation, grayscale, fit (as for a file)
+            digit_image = to_mnist(image, preprocess=preprocess, name="the uploaded image")
+        except ImageError as error:
+            raise RequestError(422, str(error)) from None
     prepared = time.perf_counter()
     batch = digit_image[None]  # (1, 28, 28) uint8
     if first_layer and predictor.first_layer_shape is not None:
@@ -357,6 +427,8 @@ def create_app(predictor):
 
     app = FastAPI(title="mnistlab", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.predictor = predictor
+    # Pillow's warnings (decompression bombs, palette transparency) are answered, not printed
+    warnings.filterwarnings("ignore", module=r"PIL\.")
     health = json.dumps({"status": "ok", **predictor.describe()})
 
     @app.exception_handler(RequestError)
@@ -410,6 +482,20 @@ def create_app(predictor):
     return app
 
 
+def _return_freed_memory() -> None:
+    """glibc only: large blocks (a decoded upload) come from mmap and go back to the system
+    when freed. By default glibc raises that threshold after the first such free, and later
+    uploads stay in the heap, held after they are answered."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD, fixed from now on
+    except (OSError, AttributeError):  # not glibc: its own allocator's behaviour
+        pass
+
+
 def serve(
     spec: str | None = None,
     host: str = DEFAULT_HOST,
@@ -432,6 +518,7 @@ def serve(
             "The server needs fastapi and uvicorn: pip install 'mnistlab[serve]'."
         ) from None
 
+    _return_freed_memory()
     predictor = load_predictor(spec, runtime)
     print(
         f"Model {predictor.name} from {predictor.source} on {predictor.runtime} "
