@@ -441,3 +441,39 @@ def test_large_decodes_wait_for_a_slot(client, monkeypatch):
     for thread in threads:
         thread.join()
     assert 1 <= most[0] <= serve.DECODE_SLOTS
+
+
+def test_openapi_describes_the_api_and_docs_allow_only_their_cdn(client):
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/api/predict"]["post"]
+    assert {"multipart/form-data", "application/json", "image/png"} <= set(
+        predict["requestBody"]["content"]
+    )
+    assert {"200", "413", "422"} <= set(predict["responses"])
+    assert "probabilities" in schema["components"]["schemas"]["Answer"]["properties"]
+    assert "/" not in schema["paths"] and "/docs" not in schema["paths"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    assert "cdn" not in client.get("/").headers["content-security-policy"]
+
+
+def test_serving_the_shipped_model_loads_no_training_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mnistlab.serving.inference import load_predictor\n"
+        "from mnistlab.serving.serve import create_app\n"
+        "predictor = load_predictor(None)\n"
+        "create_app(predictor)\n"
+        "assert predictor.runtime == 'onnx', predictor.runtime\n"
+        "print([m for m in ('keras', 'tensorflow', 'torch', 'jax') if m in sys.modules])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if "no ONNX file" in result.stderr:
+        pytest.skip("the shipped model.onnx is not installed")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -11,7 +11,9 @@
   ``probabilities`` (10, calibrated), ``doubt`` and ``message`` ("not sure: 4 or 9" when in
   doubt, else null), ``model``, ``runtime``, ``input`` (the 28x28 image the network saw,
   rows of 0-255), ``timing_ms``, and ``first_layer`` when asked;
-- ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``.
+- ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``;
+- ``GET /openapi.json``: the API's schema (requests and answers); ``GET /docs``: FastAPI's
+  Swagger UI for it, which loads its script from cdn.jsdelivr.net (so needs the network).
 
 Bad input gets a 4xx answer ``{"error": "<what happened and what to send instead>"}``: 400 not
 an image, empty or undecodable; 413 too many bytes or pixels; 415 a content type or image
@@ -64,6 +66,69 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+
+# /docs only: FastAPI's Swagger UI loads its script and styles from this CDN (needs the network)
+SWAGGER_CDN = "https://cdn.jsdelivr.net"
+DOCS_CONTENT_SECURITY_POLICY = (
+    f"default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
+    f"style-src 'self' {SWAGGER_CDN}; script-src 'self' 'unsafe-inline' {SWAGGER_CDN}; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_BINARY = {"type": "string", "format": "binary"}
+PREDICT_REQUEST_BODY = {  # the forms read_request takes, for /openapi.json
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"image": _BINARY}, "required": ["image"]}
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "image": {
+                        "type": "string",
+                        "description": "data:image/png;base64,... or plain base64",
+                    },
+                    "preprocess": {"type": "boolean", "default": True},
+                    "first_layer": {"type": "boolean", "default": False},
+                },
+                "required": ["image"],
+            }
+        },
+        "text/plain": {"schema": {"type": "string", "description": "base64 of a PNG or JPEG"}},
+        "image/png": {"schema": _BINARY},
+        "image/jpeg": {"schema": _BINARY},
+    },
+}
+
+
+def _schemas():
+    """The answers' pydantic models, for /openapi.json (made here: pydantic loads with FastAPI)."""
+    from pydantic import BaseModel, Field
+
+    class Answer(BaseModel):
+        digit: int = Field(ge=0, le=9)
+        probabilities: list[float] = Field(description="10 calibrated probabilities, digit 0-9")
+        doubt: bool = Field(description="the top probability is below the model's threshold")
+        message: str | None = Field(description="'not sure: 4 or 9' when in doubt, else null")
+        model: str
+        runtime: str = Field(description="onnx or keras")
+        input: list[list[int]] = Field(description="the 28x28 image the network saw, 0-255")
+        timing_ms: dict[str, float] = Field(description="preprocess and predict, milliseconds")
+        first_layer: dict | None = Field(
+            None, description="when asked: shape, max and data (base64 uint8, maps first)"
+        )
+
+    class Health(BaseModel):
+        status: str
+        model: str
+        runtime: str
+        source: str
+
+    class Problem(BaseModel):
+        error: str = Field(description="what happened and what to send instead")
+
+    return Answer, Health, Problem
 
 
 class RequestError(Exception):
@@ -425,7 +490,14 @@ def create_app(predictor):
     from starlette.responses import FileResponse
     from starlette.staticfiles import StaticFiles
 
-    app = FastAPI(title="mnistlab", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="mnistlab",
+        summary="Handwritten digit recognition: POST an image, get the digit and its probabilities.",
+        docs_url=None,  # served below, with a CSP that lets Swagger UI's CDN in on that page only
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    Answer, Health, Problem = _schemas()
     app.state.predictor = predictor
     # Pillow's warnings (decompression bombs, palette transparency) are answered, not printed
     warnings.filterwarnings("ignore", module=r"PIL\.")
@@ -449,14 +521,20 @@ def create_app(predictor):
             {"error": f"Internal error ({type(error).__name__}); see the server log."}, 500
         )
 
-    @app.get("/api/health")
+    @app.get("/api/health", response_model=Health)
     async def api_health():
         from starlette.responses import Response
 
         return Response(health, media_type="application/json")
 
-    @app.post("/api/predict")
+    @app.post(
+        "/api/predict",
+        response_model=Answer,
+        responses={status: {"model": Problem} for status in (400, 413, 415, 422)},
+        openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    )
     async def api_predict(request: Request):
+        """The digit in an image (PNG or JPEG): see the request body's forms and the answer."""
         data, options = await read_request(request)
         preprocess = _flag(options.get("preprocess"), "preprocess", True)
         first_layer = _flag(options.get("first_layer"), "first_layer", False)
@@ -468,7 +546,15 @@ def create_app(predictor):
         answer = await run_in_threadpool(predict_image, predictor, image, preprocess, first_layer)
         return _json(answer)
 
-    @app.get("/")
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="mnistlab API")
+        page.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        return page
+
+    @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(
             os.path.join(STATIC_DIR, "index.html"),
