@@ -477,3 +477,24 @@ def test_serving_the_shipped_model_loads_no_training_framework():
         pytest.skip("the shipped model.onnx is not installed")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_example_is_a_random_mnist_test_digit_or_a_clear_503(client, monkeypatch):
+    from mnistlab.data.mnist import DataError
+    from mnistlab.serving import serve
+
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[:, 4:24, 13:16] = 255  # a bar: a 1 of the tiny set's kind
+    monkeypatch.setattr(serve, "_test_set", {"images": images, "labels": np.array([1, 1, 1])})
+    example = client.get("/api/example").json()
+    assert example["label"] == 1 and 0 <= example["index"] < 3
+    assert np.array_equal(np.array(example["input"]), images[0])  # as is, not refitted
+    assert len(example["probabilities"]) == 10 and "first_layer" in example
+
+    def missing(**_):
+        raise DataError("no MNIST here")
+
+    monkeypatch.setattr(serve, "_test_set", {})
+    monkeypatch.setattr("mnistlab.data.mnist.load_mnist", missing)
+    answer = client.get("/api/example")
+    assert answer.status_code == 503 and "MNISTLAB_DATA" in answer.json()["error"]

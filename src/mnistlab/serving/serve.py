@@ -12,6 +12,8 @@
   doubt, else null), ``model``, ``runtime``, ``input`` (the 28x28 image the network saw,
   rows of 0-255), ``timing_ms``, and ``first_layer`` when asked;
 - ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``;
+- ``GET /api/example``: a random MNIST test image (local copies only; 503 without them), the
+  answer for it as ``/api/predict`` gives it, with its ``index`` and ``label``;
 - ``GET /openapi.json``: the API's schema (requests and answers); ``GET /docs``: FastAPI's
   Swagger UI for it, which loads its script from cdn.jsdelivr.net (so needs the network).
 
@@ -128,7 +130,44 @@ def _schemas():
     class Problem(BaseModel):
         error: str = Field(description="what happened and what to send instead")
 
-    return Answer, Health, Problem
+    class Example(Answer):
+        index: int = Field(description="its index in MNIST's 10,000 test images")
+        label: int = Field(description="the digit MNIST says it is")
+
+    return Answer, Health, Problem, Example
+
+
+_test_set = {}  # "images", "labels": MNIST's test set, loaded at the first /api/example
+
+
+def random_test_digit() -> tuple[int, int, bytes]:
+    """A random MNIST test image: (index, label, 28x28 PNG bytes).
+
+    Reads only local copies ($MNISTLAB_DATA, the caches; never downloads).
+
+    Raises:
+        RequestError: 503 when MNIST is not on this machine.
+    """
+    import random
+
+    from PIL import Image
+
+    if not _test_set:
+        from mnistlab.data.mnist import load_mnist
+
+        try:
+            _, (images, labels) = load_mnist(download=False)
+        except Exception as error:  # DataError, a broken file: the page says why
+            raise RequestError(
+                503,
+                f"No MNIST test images on the server ({error}). Set MNISTLAB_DATA to the "
+                "MNIST folder and restart mnistlab serve.",
+            ) from None
+        _test_set.update(images=images, labels=labels)
+    index = random.randrange(len(_test_set["labels"]))
+    buffer = io.BytesIO()
+    Image.fromarray(_test_set["images"][index], "L").save(buffer, "PNG")
+    return index, int(_test_set["labels"][index]), buffer.getvalue()
 
 
 class RequestError(Exception):
@@ -497,7 +536,7 @@ def create_app(predictor):
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    Answer, Health, Problem = _schemas()
+    Answer, Health, Problem, Example = _schemas()
     app.state.predictor = predictor
     # Pillow's warnings (decompression bombs, palette transparency) are answered, not printed
     warnings.filterwarnings("ignore", module=r"PIL\.")
@@ -545,6 +584,17 @@ def create_app(predictor):
         # larger images take milliseconds to fit: off the event loop, so others are not held up
         answer = await run_in_threadpool(predict_image, predictor, image, preprocess, first_layer)
         return _json(answer)
+
+    @app.get(
+        "/api/example",
+        response_model=Example,
+        responses={503: {"model": Problem, "description": "MNIST is not on this machine"}},
+    )
+    async def api_example():
+        """A random MNIST test image, its label and the model's answer for it (as is, 28x28)."""
+        index, label, data = random_test_digit()
+        answer = await run_in_threadpool(predict_image, predictor, data, False, True)
+        return _json({**answer, "index": index, "label": label})
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
