@@ -178,3 +178,75 @@ def test_clear_and_blank_canvas(page):
     page.click("#predict")  # nothing drawn: the page says so instead of asking the server
     assert "Draw a digit first" in page.locator("#message").inner_text()
     assert page.problems == []
+
+
+def ink_on_pad(page) -> int:
+    return page.evaluate(
+        "Array.from(document.getElementById('pad').getContext('2d')"
+        ".getImageData(0, 0, 280, 280).data).filter((v, i) => i % 4 === 0 && v > 128).length"
+    )
+
+
+def test_undo_takes_back_the_last_stroke(page):
+    page.click("#clear")
+    if page.locator("#live").is_checked():
+        page.locator(".toggle").click()
+    draw(page, ONE)
+    one_stroke = ink_on_pad(page)
+    draw(page, [(0.2, 0.5), (0.8, 0.5)])  # a crossbar
+    assert ink_on_pad(page) > one_stroke
+    page.keyboard.press("Control+z")
+    assert ink_on_pad(page) == one_stroke
+    assert shown_digit(page) == "1"
+    page.click("#undo")
+    assert ink_on_pad(page) == 0 and page.locator("#digit").inner_text() == "?"
+    assert page.problems == []
+
+
+def test_photo_upload_and_example_digit_then_clear_resets_everything(page, tmp_path):
+    from PIL import Image, ImageDraw
+
+    photo = Image.new("RGB", (600, 800), (235, 230, 220))  # dark ink on paper, a phone photo
+    ImageDraw.Draw(photo).line([(310, 120), (290, 680)], fill=(30, 30, 40), width=40)
+    path = tmp_path / "one.jpg"
+    photo.save(path, "JPEG")
+    page.click("#clear")
+    with page.expect_response(lambda response: "/api/predict" in response.url) as answer:
+        page.set_input_files("#file", str(path))
+    assert answer.value.status == 200, answer.value.text()
+    page.wait_for_selector("#result[data-status=ready]")
+    assert page.locator("#digit").inner_text() == "1"
+    assert "one.jpg" in page.locator("#message").inner_text()
+    assert page.locator("#probability-list li").count() == 10
+    assert page.locator("#probability-list li").first.inner_text().startswith("1: ")
+
+    with page.expect_response(lambda response: "/api/example" in response.url) as answer:
+        page.click("#example")
+    if answer.value.status == 503:  # no MNIST on this machine: one clear error state
+        page.wait_for_selector("#result[data-status=error]")
+        assert "MNISTLAB_DATA" in page.locator("#message").inner_text()
+    else:
+        page.wait_for_selector("#result[data-status=ready]")
+        assert "MNIST test image" in page.locator("#message").inner_text()
+        assert ink_on_pad(page) > 0  # the example, drawn large on the pad
+        assert page.locator("#maps canvas").count() > 0
+
+    page.click("#clear")
+    assert page.locator("#digit").inner_text() == "?"
+    assert page.locator("#layer-block").is_hidden() and page.locator("#maps canvas").count() == 0
+    assert page.locator("#probability-list li").count() == 0 and ink_on_pad(page) == 0
+    assert page.problems == []
+
+
+def test_unreachable_server_is_one_clear_error_state(page):
+    page.click("#clear")
+    page.route("**/api/predict*", lambda route: route.abort())
+    try:
+        draw(page, ONE)
+        page.click("#predict")
+        page.wait_for_selector("#result[data-status=error]")
+        assert page.locator("#confidence").inner_text() == "no answer"
+        assert "cannot be reached" in page.locator("#message").inner_text()
+    finally:
+        page.unroute("**/api/predict*")
+    page.problems.clear()  # the aborted request is logged as a console error: expected here

@@ -365,3 +365,136 @@ def test_benchmark_quick_mode(trained_run, tmp_path):
         figures["command"]
         == f"python benchmarks/inference.py --quick --model {trained_run} --out {out}"
     )
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (8-bit gray) with one empty IDAT: bytes, not pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [5000, 10000, 20000])  # ours, Pillow's warning, Pillow's error
+def test_over_the_pixel_limit_is_413_naming_it_and_pillow_stays_quiet(client, capfd, side):
+    from mnistlab.serving import serve
+
+    answer = client.post(
+        "/api/predict", content=png_header_only(side, side), headers={"content-type": "image/png"}
+    )
+    assert answer.status_code == 413, answer.text
+    assert f"the limit is {serve.MAX_IMAGE_PIXELS:,} pixels" in answer.json()["error"]
+    assert "DecompressionBomb" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG"])
+def test_large_images_are_reduced_while_decoding(kind):
+    """A 3000x2000 upload reaches preprocessing at most WORK_SIZE a side, and as the same digit."""
+    from mnistlab.data.preprocess import WORK_SIZE, to_mnist
+    from mnistlab.serving import serve
+
+    big = drawing(7, 3000).resize((3000, 2000)).convert("RGB" if kind == "JPEG" else "RGBA")
+    data = png_bytes(big, kind)
+    decoded = serve._decode(serve.open_image(data))
+    assert max(decoded.size) <= WORK_SIZE and decoded.size[0] > decoded.size[1]
+    reference = to_mnist(big)  # the full-size image, fitted
+    assert np.abs(to_mnist(decoded).astype(int) - reference).mean() < 8  # gray levels of 255
+
+
+def test_large_decodes_wait_for_a_slot(client, monkeypatch):
+    """No more than DECODE_SLOTS large images decode and fit at once."""
+    import threading
+
+    from mnistlab.serving import serve
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+    original = serve._decode
+
+    def counted(image):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return original(image)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(serve, "_decode", counted)
+    monkeypatch.setattr(serve, "LARGE_PIXELS", 100 * 100)
+    data = png_bytes(drawing(7, 400))
+    threads = [
+        threading.Thread(
+            target=lambda: client.post("/api/predict", files={"image": ("a.png", data)})
+        )
+        for _ in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= most[0] <= serve.DECODE_SLOTS
+
+
+def test_openapi_describes_the_api_and_docs_allow_only_their_cdn(client):
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/api/predict"]["post"]
+    assert {"multipart/form-data", "application/json", "image/png"} <= set(
+        predict["requestBody"]["content"]
+    )
+    assert {"200", "413", "422"} <= set(predict["responses"])
+    assert "probabilities" in schema["components"]["schemas"]["Answer"]["properties"]
+    assert "/" not in schema["paths"] and "/docs" not in schema["paths"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    assert "cdn" not in client.get("/").headers["content-security-policy"]
+
+
+def test_serving_the_shipped_model_loads_no_training_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mnistlab.serving.inference import load_predictor\n"
+        "from mnistlab.serving.serve import create_app\n"
+        "predictor = load_predictor(None)\n"
+        "create_app(predictor)\n"
+        "assert predictor.runtime == 'onnx', predictor.runtime\n"
+        "print([m for m in ('keras', 'tensorflow', 'torch', 'jax') if m in sys.modules])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if "no ONNX file" in result.stderr:
+        pytest.skip("the shipped model.onnx is not installed")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_example_is_a_random_mnist_test_digit_or_a_clear_503(client, monkeypatch):
+    from mnistlab.data.mnist import DataError
+    from mnistlab.serving import serve
+
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[:, 4:24, 13:16] = 255  # a bar: a 1 of the tiny set's kind
+    monkeypatch.setattr(serve, "_test_set", {"images": images, "labels": np.array([1, 1, 1])})
+    example = client.get("/api/example").json()
+    assert example["label"] == 1 and 0 <= example["index"] < 3
+    assert np.array_equal(np.array(example["input"]), images[0])  # as is, not refitted
+    assert len(example["probabilities"]) == 10 and "first_layer" in example
+
+    def missing(**_):
+        raise DataError("no MNIST here")
+
+    monkeypatch.setattr(serve, "_test_set", {})
+    monkeypatch.setattr("mnistlab.data.mnist.load_mnist", missing)
+    answer = client.get("/api/example")
+    assert answer.status_code == 503 and "MNISTLAB_DATA" in answer.json()["error"]

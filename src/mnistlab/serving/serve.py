@@ -11,7 +11,11 @@
   ``probabilities`` (10, calibrated), ``doubt`` and ``message`` ("not sure: 4 or 9" when in
   doubt, else null), ``model``, ``runtime``, ``input`` (the 28x28 image the network saw,
   rows of 0-255), ``timing_ms``, and ``first_layer`` when asked;
-- ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``.
+- ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``;
+- ``GET /api/example``: a random MNIST test image (local copies only; 503 without them), the
+  answer for it as ``/api/predict`` gives it, with its ``index`` and ``label``;
+- ``GET /openapi.json``: the API's schema (requests and answers); ``GET /docs``: FastAPI's
+  Swagger UI for it, which loads its script from cdn.jsdelivr.net (so needs the network).
 
 Bad input gets a 4xx answer ``{"error": "<what happened and what to send instead>"}``: 400 not
 an image, empty or undecodable; 413 too many bytes or pixels; 415 a content type or image
@@ -26,19 +30,26 @@ Example:
 # no "from __future__ import annotations": FastAPI reads the endpoints' annotations at runtime
 import base64
 import binascii
+import contextlib
 import io
 import json
 import os
+import threading
 import time
+import warnings
 
 from mnistlab.data.images import ImageError
-from mnistlab.data.preprocess import to_mnist
+from mnistlab.data.preprocess import WORK_SIZE, to_mnist
 from mnistlab.models import calibration
 from mnistlab.serving.inference import load_predictor
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # width x height of an uploaded image, checked before decoding
+LARGE_PIXELS = 1024 * 1024  # images with more pixels than this decode reduced, DECODE_SLOTS at once
+DECODE_SLOTS = 2  # large decodes at once: each holds up to 4 bytes a pixel while it runs
+STRIP_PIXELS = 1024 * 1024  # pixels of one strip of a large PNG reduced at a time
+MMAP_THRESHOLD = 256 * 1024  # bytes; larger allocations are returned to the system when freed
 INLINE_PIXELS = 64 * 64  # ONNX answers for images this small are computed on the event loop
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 DEFAULT_HOST = "127.0.0.1"  # loopback: reachable from this machine only
@@ -57,6 +68,106 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+
+# /docs only: FastAPI's Swagger UI loads its script and styles from this CDN (needs the network)
+SWAGGER_CDN = "https://cdn.jsdelivr.net"
+DOCS_CONTENT_SECURITY_POLICY = (
+    f"default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
+    f"style-src 'self' {SWAGGER_CDN}; script-src 'self' 'unsafe-inline' {SWAGGER_CDN}; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_BINARY = {"type": "string", "format": "binary"}
+PREDICT_REQUEST_BODY = {  # the forms read_request takes, for /openapi.json
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"image": _BINARY}, "required": ["image"]}
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "image": {
+                        "type": "string",
+                        "description": "data:image/png;base64,... or plain base64",
+                    },
+                    "preprocess": {"type": "boolean", "default": True},
+                    "first_layer": {"type": "boolean", "default": False},
+                },
+                "required": ["image"],
+            }
+        },
+        "text/plain": {"schema": {"type": "string", "description": "base64 of a PNG or JPEG"}},
+        "image/png": {"schema": _BINARY},
+        "image/jpeg": {"schema": _BINARY},
+    },
+}
+
+
+def _schemas():
+    """The answers' pydantic models, for /openapi.json (made here: pydantic loads with FastAPI)."""
+    from pydantic import BaseModel, Field
+
+    class Answer(BaseModel):
+        digit: int = Field(ge=0, le=9)
+        probabilities: list[float] = Field(description="10 calibrated probabilities, digit 0-9")
+        doubt: bool = Field(description="the top probability is below the model's threshold")
+        message: str | None = Field(description="'not sure: 4 or 9' when in doubt, else null")
+        model: str
+        runtime: str = Field(description="onnx or keras")
+        input: list[list[int]] = Field(description="the 28x28 image the network saw, 0-255")
+        timing_ms: dict[str, float] = Field(description="preprocess and predict, milliseconds")
+        first_layer: dict | None = Field(
+            None, description="when asked: shape, max and data (base64 uint8, maps first)"
+        )
+
+    class Health(BaseModel):
+        status: str
+        model: str
+        runtime: str
+        source: str
+
+    class Problem(BaseModel):
+        error: str = Field(description="what happened and what to send instead")
+
+    class Example(Answer):
+        index: int = Field(description="its index in MNIST's 10,000 test images")
+        label: int = Field(description="the digit MNIST says it is")
+
+    return Answer, Health, Problem, Example
+
+
+_test_set = {}  # "images", "labels": MNIST's test set, loaded at the first /api/example
+
+
+def random_test_digit() -> tuple[int, int, bytes]:
+    """A random MNIST test image: (index, label, 28x28 PNG bytes).
+
+    Reads only local copies ($MNISTLAB_DATA, the caches; never downloads).
+
+    Raises:
+        RequestError: 503 when MNIST is not on this machine.
+    """
+    import random
+
+    from PIL import Image
+
+    if not _test_set:
+        from mnistlab.data.mnist import load_mnist
+
+        try:
+            _, (images, labels) = load_mnist(download=False)
+        except Exception as error:  # DataError, a broken file: the page says why
+            raise RequestError(
+                503,
+                f"No MNIST test images on the server ({error}). Set MNISTLAB_DATA to the "
+                "MNIST folder and restart mnistlab serve.",
+            ) from None
+        _test_set.update(images=images, labels=labels)
+    index = random.randrange(len(_test_set["labels"]))
+    buffer = io.BytesIO()
+    Image.fromarray(_test_set["images"][index], "L").save(buffer, "PNG")
+    return index, int(_test_set["labels"][index]), buffer.getvalue()
 
 
 class RequestError(Exception):
@@ -215,6 +326,14 @@ def check_image_bytes(data: bytes) -> None:
     raise RequestError(400, "The upload is not an image: send a PNG or JPEG of a digit.")
 
 
+def _too_many_pixels(described: str) -> RequestError:
+    return RequestError(
+        413,
+        f"The image is {described}; the limit is {MAX_IMAGE_PIXELS:,} pixels (e.g. 4096x4096). "
+        "Resize it and try again (a digit needs only a few hundred pixels per side).",
+    )
+
+
 def open_image(data: bytes):
     """A PNG/JPEG's header, checked: a lazy PIL image whose pixels are not decoded yet.
 
@@ -225,26 +344,77 @@ def open_image(data: bytes):
 
     check_image_bytes(data)
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # Pillow's DecompressionBombWarning: our 413 says it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError:  # over twice Pillow's own limit: refused in open()
+        raise _too_many_pixels(f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except Exception:
         raise RequestError(400, "The image could not be read: its header is corrupt.") from None
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise RequestError(
-            413,
-            f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels "
-            "(e.g. 4096x4096). Resize it and try again.",
-        )
+        raise _too_many_pixels(f"{width}x{height} pixels")
     return image
 
 
-def _decode(image) -> None:
+_decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+
+
+def _decode(image):
+    """The image's pixels; a large one reduced to at most WORK_SIZE pixels a side as it is read.
+
+    A JPEG decodes at 1/2, 1/4 or 1/8 of its size (``Image.draft``); a PNG decodes whole, then
+    is reduced strip by strip (``_shrink``), so no full-size copy is converted. At most
+    DECODE_SLOTS large images decode at once: a request costs its decoded image (4 bytes a
+    pixel at most) while it decodes, and a few megabytes after. The caller holds one of
+    DECODE_SLOTS for a large image (``predict_image``).
+
+    Returns:
+        A loaded PIL image, its info (EXIF orientation) kept.
+    """
     try:
+        if image.width * image.height <= LARGE_PIXELS:
+            image.load()
+            return image
+        if image.format == "JPEG":
+            image.draft(None, (WORK_SIZE, WORK_SIZE))  # no smaller than this on either side
         image.load()
+        return _shrink(image, WORK_SIZE)
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
         raise RequestError(
             400, f"The image could not be decoded ({error}); is it truncated or corrupt?"
         ) from None
+
+
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "I", "F")  # modes Image.reduce takes
+
+
+def _shrink(image, longest: int):
+    """A box-filtered copy whose longer side is at most ``longest`` (an integer factor), made
+    STRIP_PIXELS at a time: a strip is converted (RGBA is premultiplied to reduce) and reduced,
+    never the whole image at once."""
+    from PIL import Image
+
+    width, height = image.size
+    factor = -(-max(width, height) // longest)  # ceiling
+    if factor <= 1:
+        return image
+    mode = image.mode
+    if mode not in REDUCIBLE_MODES:  # palette, 1-bit, 16-bit, CMYK: what _grayscale reads
+        alpha = "transparency" in image.info or mode.endswith("A")
+        mode = "I" if mode.startswith("I;16") else "RGBA" if alpha else "RGB"
+        mode = "L" if image.mode == "1" else mode
+    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    rows = factor * max(1, STRIP_PIXELS // (width * factor))  # a multiple of factor: no seams
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    reduced.info = {
+        k: v for k, v in image.info.items() if k != "transparency" or mode == image.mode
+    }
+    return reduced
 
 
 # ------------------------------------------------------------------ predicting
@@ -294,11 +464,15 @@ def predict_image(predictor, data, preprocess: bool = True, first_layer: bool = 
 
     start = time.perf_counter()
     image = open_image(data) if isinstance(data, bytes) else data
-    _decode(image)
-    try:  # to_mnist of the decoded image: EXIF orientation, grayscale, fit (as for a file)
-        digit_image = to_mnist(image, preprocess=preprocess, name="the uploaded image")
-    except ImageError as error:
-        raise RequestError(422, str(error)) from None
+    large = image.width * image.height > LARGE_PIXELS
+    # a large image holds a slot while it decodes and is fitted (tens of MB each), so that
+    # many at once wait their turn instead of adding up
+    with _decode_slots if large else contextlib.nullcontext():
+        image = _decode(image)
+        try:  # to_mnist of the decoded image: EXIF orientation, grayscale, fit (as for a file)
+            digit_image = to_mnist(image, preprocess=preprocess, name="the uploaded image")
+        except ImageError as error:
+            raise RequestError(422, str(error)) from None
     prepared = time.perf_counter()
     batch = digit_image[None]  # (1, 28, 28) uint8
     if first_layer and predictor.first_layer_shape is not None:
@@ -355,8 +529,17 @@ def create_app(predictor):
     from starlette.responses import FileResponse
     from starlette.staticfiles import StaticFiles
 
-    app = FastAPI(title="mnistlab", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="mnistlab",
+        summary="Handwritten digit recognition: POST an image, get the digit and its probabilities.",
+        docs_url=None,  # served below, with a CSP that lets Swagger UI's CDN in on that page only
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    Answer, Health, Problem, Example = _schemas()
     app.state.predictor = predictor
+    # Pillow's warnings (decompression bombs, palette transparency) are answered, not printed
+    warnings.filterwarnings("ignore", module=r"PIL\.")
     health = json.dumps({"status": "ok", **predictor.describe()})
 
     @app.exception_handler(RequestError)
@@ -377,14 +560,20 @@ def create_app(predictor):
             {"error": f"Internal error ({type(error).__name__}); see the server log."}, 500
         )
 
-    @app.get("/api/health")
+    @app.get("/api/health", response_model=Health)
     async def api_health():
         from starlette.responses import Response
 
         return Response(health, media_type="application/json")
 
-    @app.post("/api/predict")
+    @app.post(
+        "/api/predict",
+        response_model=Answer,
+        responses={status: {"model": Problem} for status in (400, 413, 415, 422)},
+        openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    )
     async def api_predict(request: Request):
+        """The digit in an image (PNG or JPEG): see the request body's forms and the answer."""
         data, options = await read_request(request)
         preprocess = _flag(options.get("preprocess"), "preprocess", True)
         first_layer = _flag(options.get("first_layer"), "first_layer", False)
@@ -396,7 +585,26 @@ def create_app(predictor):
         answer = await run_in_threadpool(predict_image, predictor, image, preprocess, first_layer)
         return _json(answer)
 
-    @app.get("/")
+    @app.get(
+        "/api/example",
+        response_model=Example,
+        responses={503: {"model": Problem, "description": "MNIST is not on this machine"}},
+    )
+    async def api_example():
+        """A random MNIST test image, its label and the model's answer for it (as is, 28x28)."""
+        index, label, data = random_test_digit()
+        answer = await run_in_threadpool(predict_image, predictor, data, False, True)
+        return _json({**answer, "index": index, "label": label})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="mnistlab API")
+        page.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        return page
+
+    @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(
             os.path.join(STATIC_DIR, "index.html"),
@@ -408,6 +616,20 @@ def create_app(predictor):
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _return_freed_memory() -> None:
+    """glibc only: large blocks (a decoded upload) come from mmap and go back to the system
+    when freed. By default glibc raises that threshold after the first such free, and later
+    uploads stay in the heap, held after they are answered."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD, fixed from now on
+    except (OSError, AttributeError):  # not glibc: its own allocator's behaviour
+        pass
 
 
 def serve(
@@ -432,6 +654,7 @@ def serve(
             "The server needs fastapi and uvicorn: pip install 'mnistlab[serve]'."
         ) from None
 
+    _return_freed_memory()
     predictor = load_predictor(spec, runtime)
     print(
         f"Model {predictor.name} from {predictor.source} on {predictor.runtime} "

@@ -2,7 +2,8 @@
 // show the digit, the ten probabilities, the 28x28 input and the first layer's responses.
 "use strict";
 
-const STROKE_WIDTH = 20; // canvas pixels of 280: about 2 MNIST pixels once the digit is fitted
+const STROKE_WIDTH = 20; // canvas pixels of 280 (the pen size's default): about 2 MNIST pixels once fitted
+const UNDO_STEPS = 50; // strokes that Undo can take back
 const LIVE_DELAY = 300; // ms after the last stroke movement before predicting as you draw
 const INK = "#ffffff";
 const PAPER = "#000000";
@@ -25,6 +26,9 @@ let last = null;
 let timer = null;
 let sequence = 0; // answers to older requests are ignored
 let inFlight = null;
+let history = []; // the pad before each stroke (ImageData), for Undo
+const pen = document.getElementById("pen");
+const probabilityList = document.getElementById("probability-list");
 
 // ---------------------------------------------------------------- bars
 const barFills = [];
@@ -48,6 +52,17 @@ function showProbabilities(probabilities) {
     barValues[digit].textContent = probabilities ? formatPercent(p) : "";
     barBoxes[digit].classList.toggle("best", digit === best);
   }
+  // the same as text, for screen readers: most likely first
+  probabilityList.replaceChildren(
+    ...(probabilities || [])
+      .map((p, digit) => [p, digit])
+      .sort((a, b) => b[0] - a[0])
+      .map(([p, digit]) => {
+        const item = document.createElement("li");
+        item.textContent = `${digit}: ${formatPercent(p)}`;
+        return item;
+      }),
+  );
 }
 
 function formatPercent(p) {
@@ -62,16 +77,35 @@ function clearPad() {
   context.fillStyle = PAPER;
   context.fillRect(0, 0, pad.width, pad.height);
   hasInk = false;
+  history = [];
+  resetAnswer();
+}
+
+function resetAnswer() {
+  // everything an answer showed goes: digit, bars, the input, the first layer, messages
+  clearTimeout(timer);
   sequence += 1;
   if (inFlight) inFlight.abort();
-  hint.classList.remove("hidden");
+  hint.classList.toggle("hidden", hasInk);
   result.dataset.status = "empty";
+  delete result.dataset.digit;
   digitView.textContent = "?";
   confidenceView.textContent = "waiting for a drawing";
   message.hidden = true;
   showProbabilities(null);
   seen.getContext("2d").clearRect(0, 0, 28, 28);
+  document.getElementById("layer-block").hidden = true;
+  maps.replaceChildren();
+  mapCanvases = [];
   document.getElementById("timing").textContent = "";
+}
+
+function undo() {
+  if (!history.length) return;
+  context.putImageData(history.pop(), 0, 0);
+  hasInk = history.length > 0;
+  resetAnswer();
+  if (hasInk) schedule(0);
 }
 
 function position(event) {
@@ -85,7 +119,8 @@ function position(event) {
 function strokeTo(point) {
   context.strokeStyle = INK;
   context.fillStyle = INK;
-  context.lineWidth = STROKE_WIDTH;
+  const width = Number(pen.value) || STROKE_WIDTH;
+  context.lineWidth = width;
   context.lineCap = "round";
   context.lineJoin = "round";
   context.beginPath();
@@ -94,7 +129,7 @@ function strokeTo(point) {
     context.lineTo(point.x, point.y);
     context.stroke();
   } else {
-    context.arc(point.x, point.y, STROKE_WIDTH / 2, 0, 2 * Math.PI);
+    context.arc(point.x, point.y, width / 2, 0, 2 * Math.PI);
     context.fill();
   }
   last = point;
@@ -107,6 +142,9 @@ pad.addEventListener("pointerdown", (event) => {
   pad.setPointerCapture(event.pointerId);
   drawing = true;
   last = null;
+  if (!hasInk) history = []; // a photo or an example was shown: undo starts afresh
+  history.push(context.getImageData(0, 0, pad.width, pad.height));
+  if (history.length > UNDO_STEPS) history.shift();
   strokeTo(position(event));
 });
 
@@ -139,36 +177,79 @@ function predict() {
     showMessage("Draw a digit first.");
     return;
   }
+  pad.toBlob((blob) => send("/api/predict?first_layer=true", blob), "image/png");
+}
+
+// POST an image (blob) or GET an example; shows the answer, or one clear error state
+async function send(url, blob, describe) {
   const mine = ++sequence;
   result.dataset.status = "pending";
-  pad.toBlob(async (blob) => {
-    if (mine !== sequence) return;
-    if (inFlight) inFlight.abort();
-    inFlight = new AbortController();
+  if (inFlight) inFlight.abort();
+  inFlight = new AbortController();
+  const options = { signal: inFlight.signal };
+  if (blob) {
     const form = new FormData();
-    form.append("image", blob, "digit.png");
-    try {
-      const response = await fetch("/api/predict?first_layer=true", {
-        method: "POST",
-        body: form,
-        signal: inFlight.signal,
-      });
-      const answer = await response.json();
-      if (mine !== sequence) return;
-      if (!response.ok) {
-        result.dataset.status = "error";
-        digitView.textContent = "?";
-        confidenceView.textContent = "no answer";
-        showMessage(answer.error || `The server answered ${response.status}.`);
-        return;
-      }
-      showAnswer(answer);
-    } catch (error) {
-      if (error.name === "AbortError" || mine !== sequence) return;
-      result.dataset.status = "error";
-      showMessage("The server cannot be reached. Is `mnistlab serve` still running?");
-    }
-  }, "image/png");
+    form.append("image", blob, blob.name || "digit.png");
+    Object.assign(options, { method: "POST", body: form });
+  }
+  let response;
+  let answer;
+  try {
+    response = await fetch(url, options);
+    answer = await response.json();
+  } catch (error) {
+    if (error.name === "AbortError" || mine !== sequence) return;
+    showError(
+      response
+        ? `The server answered ${response.status} without an explanation.`
+        : "The server cannot be reached. Is `mnistlab serve` still running?",
+    );
+    return;
+  }
+  if (mine !== sequence) return;
+  if (!response.ok) {
+    showError(answer.error || `The server answered ${response.status}.`);
+    return;
+  }
+  showAnswer(answer);
+  if (describe) showMessage(describe(answer));
+}
+
+function showError(text) {
+  result.dataset.status = "error";
+  digitView.textContent = "!";
+  confidenceView.textContent = "no answer";
+  showProbabilities(null);
+  seen.getContext("2d").clearRect(0, 0, 28, 28);
+  document.getElementById("layer-block").hidden = true;
+  showMessage(text);
+}
+
+function sendPhoto(file) {
+  if (!file) return;
+  context.fillStyle = PAPER;
+  context.fillRect(0, 0, pad.width, pad.height);
+  hasInk = false;
+  history = [];
+  resetAnswer();
+  hint.classList.add("hidden");
+  send("/api/predict?first_layer=true", file, () => `Your photo “${file.name}”: what the network saw is below.`);
+}
+
+function tryExample() {
+  clearPad();
+  hint.classList.add("hidden");
+  send("/api/example", null, (answer) => `MNIST test image ${answer.index}, labelled ${answer.label}.`).then(() => {
+    if (result.dataset.status === "ready") drawExample(); // the example, large, on the pad
+  });
+}
+
+function drawExample() {
+  const small = document.createElement("canvas");
+  small.width = small.height = 28;
+  small.getContext("2d").drawImage(seen, 0, 0);
+  context.imageSmoothingEnabled = false;
+  context.drawImage(small, 0, 0, pad.width, pad.height);
 }
 
 function showMessage(text) {
@@ -267,8 +348,30 @@ function showFirstLayer(layer) {
 
 // ---------------------------------------------------------------- start
 document.getElementById("clear").addEventListener("click", clearPad);
+document.getElementById("undo").addEventListener("click", undo);
 document.getElementById("predict").addEventListener("click", predict);
+document.getElementById("example").addEventListener("click", tryExample);
+document.getElementById("file").addEventListener("change", (event) => {
+  sendPhoto(event.target.files[0]);
+  event.target.value = "";
+});
+const frame = pad.parentElement;
+frame.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  frame.classList.add("dropping");
+});
+frame.addEventListener("dragleave", () => frame.classList.remove("dropping"));
+frame.addEventListener("drop", (event) => {
+  event.preventDefault();
+  frame.classList.remove("dropping");
+  sendPhoto(event.dataTransfer.files[0]);
+});
 document.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo();
+    return;
+  }
   if (event.key === "Escape") clearPad();
   if (event.key === "Enter" && event.target.tagName !== "BUTTON") predict();
 });
