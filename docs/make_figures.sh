@@ -111,6 +111,10 @@ mnistlab ensemble --out "$SCRATCH/four-designs" > /dev/null \
 mnistlab evaluate "$SCRATCH/four-designs" --plots "$SCRATCH/ensemble" > /dev/null
 cp "$SCRATCH/ensemble/misclassified.png" "$FIGURES/ensemble-mistakes.png"
 
+# Every test mistake of the shipped model, with its second choice
+mnistlab evaluate --plots "$SCRATCH/shipped" > /dev/null
+cp "$SCRATCH/shipped/misclassified.png" "$FIGURES/shipped-mistakes.png"
+
 # Shrink: an optimised palette PNG of at most 128 colours per picture
 python - "$FIGURES" <<'EOF'
 import glob

@@ -232,12 +232,16 @@ def test_misclassified_grid_follows_the_given_order(tmp_path, tiny_data):
     _, (x_test, y_test) = tiny_data
     predicted = (y_test + 1) % 10
     order = [5, 2, 9]
+    probabilities = np.full((3, 10), 0.01)
+    probabilities[0, predicted[5]] = 0.6
+    probabilities[0, y_test[5]] = 0.32  # the true digit, second
     picture = visualize.plot_misclassified(
-        x_test, y_test, predicted, order, str(tmp_path / "m.png"), confidences=[0.9, 0.8, 0.5]
+        x_test, y_test, predicted, order, str(tmp_path / "m.png"), probabilities=probabilities
     )
     assert_grid(picture, 3)
     titles = [axes.get_title() for axes in picture.figure.axes]
-    assert titles[0] == f"{y_test[5]} → {predicted[5]} (90%)"
+    assert titles[0] == f"{y_test[5]} → {predicted[5]} (60%)\n2nd: {y_test[5]} (32%)"
+    assert "All 3 of 3 mistakes" in picture.figure._suptitle.get_text()
     np.testing.assert_array_equal(picture.figure.axes[2].images[0].get_array(), x_test[9])
     empty = visualize.plot_misclassified(x_test, y_test, y_test, [], str(tmp_path / "e.png"))
     assert empty.panels == 0 and os.path.exists(empty.path)
@@ -247,7 +251,9 @@ def test_evaluate_plots_put_the_most_confident_mistakes_first(tmp_path, tiny_dat
     model = mnistlab.create_model("cnn")  # untrained: plenty of mistakes
     _, (x_test, y_test) = tiny_data
     metrics = measure(model, x_test, y_test)
-    confusion, mistakes = visualize.evaluation_plots(model, x_test, y_test, metrics, str(tmp_path))
+    confusion, mistakes = visualize.evaluation_plots(
+        model, x_test, y_test, metrics, str(tmp_path), count=36
+    )
     assert confusion.path == str(tmp_path / "confusion.png") and confusion.panels == 1
     assert_grid(mistakes, 36)
     titles = [axes.get_title() for axes in mistakes.figure.axes]
@@ -255,9 +261,10 @@ def test_evaluate_plots_put_the_most_confident_mistakes_first(tmp_path, tiny_dat
     assert percents == sorted(percents, reverse=True)
     first = metrics["misclassified"][0]
     probabilities = model.predict(x_test[first : first + 1, ..., None] / 255.0, verbose=0)[0]
-    assert (
-        titles[0]
-        == f"{y_test[first]} → {probabilities.argmax()} ({100 * probabilities.max():.0f}%)"
+    second = np.argsort(-probabilities)[1]
+    assert titles[0] == (
+        f"{y_test[first]} → {probabilities.argmax()} ({100 * probabilities.max():.0f}%)"
+        f"\n2nd: {second} ({100 * probabilities[second]:.0f}%)"
     )
 
 

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 
 from mnistlab.core import runs
+from mnistlab.models.calibration import apply_temperature
 from mnistlab.models.saved import predict_probabilities
 
 PANEL_INCHES = 1.3  # inches per grid cell (image plus its small title)
@@ -90,8 +91,13 @@ def image_grid(images, titles, title: str, path: str, *, scale="each", columns=N
     figure.suptitle(
         title, fontsize=min(TITLE_POINTS, fitting), y=1 - 0.12 * TITLE_INCHES * DPI / height
     )
+    title_lines = max((panel.count("\n") + 1 for panel in titles), default=1)
     figure.subplots_adjust(
-        left=0.02, right=0.98, bottom=0.01, top=1 - TITLE_INCHES * DPI / height, hspace=0.35
+        left=0.02,
+        right=0.98,
+        bottom=0.01,
+        top=1 - TITLE_INCHES * DPI / height,
+        hspace=0.35 * title_lines,  # room for panels' titles of two lines
     )
     low, high = _range(images, scale)
     for index, (image, panel_title) in enumerate(zip(images, titles, strict=True)):
@@ -232,16 +238,18 @@ def plot_confusion(confusion, path: str = "confusion.png", title: str | None = N
 
 
 def plot_misclassified(
-    images, labels, predicted, order, path="misclassified.png", confidences=None, count=36
+    images, labels, predicted, order, path="misclassified.png", probabilities=None, count=None
 ) -> Picture:
-    """The misclassified images with true and predicted digit, in the given order.
+    """The misclassified images with the true digit, the answer and the second choice.
 
     Args:
         images: (N, 28, 28) uint8; labels, predicted: (N,) ints.
         order: indices of all the mistakes, most confident first (``measure()["misclassified"]``).
         path: the PNG to write.
-        confidences: optional probability of the predicted digit, one per index in ``order``.
-        count: at most this many panels.
+        probabilities: optional (len(order), 10) probabilities, one row per index in ``order``:
+            each panel then reads "true → answer (its probability)" over "2nd: digit (its
+            probability)", so a reader can judge how near the network came.
+        count: at most this many panels (default: every mistake).
 
     Returns:
         Picture with min(count, len(order)) panels.
@@ -254,15 +262,26 @@ def plot_misclassified(
         figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
         figure.text(0.5, 0.5, "No misclassified images.", ha="center", va="center", fontsize=14)
         return _save(figure, path, 1, 1)
-    titles = []
-    for position, index in enumerate(shown):
-        title = f"{int(labels[index])} → {int(predicted[index])}"
-        if confidences is not None:
-            title += f" ({100 * confidences[position]:.0f}%)"
-        titles.append(title)
+    titles = [
+        _mistake_title(int(labels[index]), int(predicted[index]), probabilities, position)
+        for position, index in enumerate(shown)
+    ]
     first = f"The {len(shown)} most confident" if len(shown) < len(order) else f"All {len(shown)}"
-    title = f"{first} of {len(order)} mistakes: true digit → predicted (its probability)"
+    title = f"{first} of {len(order)} mistakes: true digit → answer (its probability)"
+    if probabilities is not None:
+        title += ", and the second choice"
     return image_grid([images[index] for index in shown], titles, title, path, scale=(0, 255))
+
+
+def _mistake_title(label: int, answer: int, probabilities, position: int) -> str:
+    """ "7 → 1 (62%)" and, with probabilities, a second line "2nd: 7 (30%)"."""
+    if probabilities is None:
+        return f"{label} → {answer}"
+    row = probabilities[position]
+    second = sorted(range(len(row)), key=lambda digit: -row[digit])[1]
+    return (
+        f"{label} → {answer} ({100 * row[answer]:.0f}%)\n2nd: {second} ({100 * row[second]:.0f}%)"
+    )
 
 
 def plot_reliability(calibration: dict, path: str = "reliability.png") -> Picture:
@@ -311,23 +330,28 @@ def plot_reliability(calibration: dict, path: str = "reliability.png") -> Pictur
     return _save(figure, path, 1, 2)
 
 
+MISTAKES_SHOWN = 200  # evaluate --plots draws every mistake up to this many, worst first
+
+
 def evaluation_plots(
-    model, x_test, y_test, metrics: dict, folder: str, tta: bool = False
+    model, x_test, y_test, metrics: dict, folder: str, tta: bool = False, count=MISTAKES_SHOWN
 ) -> list[Picture]:
     """confusion.png and misclassified.png in ``folder`` for ``evaluate.measure``'s metrics,
     and reliability.png where the metrics carry evaluate's "calibration".
 
     ``tta``: the metrics were measured with test-time augmentation; the mistakes' confidences
-    are then read the same way.
+    are then read the same way. ``count``: at most this many mistakes drawn, the most
+    confident first (a trained network's are all drawn: the shipped model makes about 30).
     """
     import numpy as np
 
     order = metrics["misclassified"]
     predicted = np.asarray(metrics["predicted"])
-    confidences = None
+    wrong = None
     if order:
         wrong = predict_probabilities(model, x_test[order], tta)
-        confidences = wrong[np.arange(len(order)), predicted[order]]
+        if metrics.get("calibration"):  # the probabilities a user reads: calibrated
+            wrong = apply_temperature(wrong, metrics["calibration"]["temperature"])
     pictures = []
     if metrics.get("calibration"):
         path = os.path.join(folder, "reliability.png")
@@ -340,6 +364,7 @@ def evaluation_plots(
             predicted,
             order,
             os.path.join(folder, "misclassified.png"),
-            confidences=confidences,
+            probabilities=wrong,
+            count=count,
         ),
     ]
