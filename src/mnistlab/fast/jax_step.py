@@ -39,23 +39,9 @@ FIT_ARGUMENTS = {
 def scan_layer_types() -> tuple:
     """The layer classes of dense networks, the ones a scanned step was measured to speed up:
     no convolutions or pooling."""
-    import keras
+    from mnistlab.fast.layers import plain_dense_layer_types
 
-    from mnistlab.fast.layers import BFloat16ProductDense, Dropout
-
-    layers = keras.layers
-    return (
-        layers.InputLayer,
-        layers.Flatten,
-        layers.Reshape,
-        layers.Dense,
-        BFloat16ProductDense,
-        layers.Dropout,
-        Dropout,
-        layers.Activation,
-        layers.ReLU,
-        layers.BatchNormalization,
-    )
+    return plain_dense_layer_types()
 
 
 def refusal(model) -> str | None:

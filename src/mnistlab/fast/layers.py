@@ -325,3 +325,22 @@ class BFloat16ProductConv2D(keras.layers.Conv2D):
             ops.cast(inputs, "bfloat16"), ops.cast(kernel, "bfloat16")
         )
         return ops.cast(products, "float32")
+
+
+def plain_dense_layer_types() -> tuple:
+    """The layer classes of dense networks whose ``call`` is all that ``__call__`` adds up to
+    (no sublayers, no state beyond their own variables): what the fast steps on JAX
+    (jax_step) and PyTorch (torch_step) can run by calling ``call`` alone."""
+    layers = keras.layers
+    return (
+        layers.InputLayer,
+        layers.Flatten,
+        layers.Reshape,
+        layers.Dense,
+        BFloat16ProductDense,
+        layers.Dropout,
+        Dropout,
+        layers.Activation,
+        layers.ReLU,
+        layers.BatchNormalization,
+    )

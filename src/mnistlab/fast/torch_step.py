@@ -38,32 +38,17 @@ def lean_layer_types() -> tuple:
     pass without masks: no sublayers, no state beyond their own variables."""
     import keras
 
-    from mnistlab.fast.layers import (
-        BFloat16ProductConv2D,
-        BFloat16ProductDense,
-        Dropout,
-        MaxPooling2D,
-    )
+    from mnistlab.fast.layers import BFloat16ProductConv2D, MaxPooling2D, plain_dense_layer_types
     from mnistlab.models.layers import Deskew  # the models' own layer whose call is as plain
 
     layers = keras.layers
-    return (
-        layers.InputLayer,
-        layers.Flatten,
-        layers.Reshape,
-        layers.Dense,
-        BFloat16ProductDense,
+    return plain_dense_layer_types() + (
         layers.Conv2D,
         BFloat16ProductConv2D,
         layers.MaxPooling2D,
         MaxPooling2D,
         layers.AveragePooling2D,
         layers.GlobalAveragePooling2D,
-        layers.BatchNormalization,
-        layers.Dropout,
-        Dropout,
-        layers.Activation,
-        layers.ReLU,
         layers.Add,
         layers.Concatenate,
         Deskew,
