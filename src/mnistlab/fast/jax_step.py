@@ -23,8 +23,11 @@ Other inputs (an augmented pipeline, sample weights) go to Keras's ``fit`` uncha
 
 It applies to dense networks only (``refusal``): XLA's CPU backend runs a convolution inside a
 loop much slower than on its own, so a CNN is refused. Measured by
-``python benchmarks/ab_probe.py --compare scan --backend jax --model MODEL``; the probe forces the
+``ab_probe.py --compare scan --backend jax --model MODEL``; the probe forces the
 scan on any network, to show where it pays and where it does not.
+
+The probes named below (ab_probe.py) were one-off scripts, deleted once they had
+answered their question; docs/speed.md gives each one's finding and the commit to read it from.
 """
 
 from __future__ import annotations

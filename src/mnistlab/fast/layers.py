@@ -3,6 +3,9 @@
 Each is a subclass of the Keras layer of its name that adds no variables or config, only another
 ``call``; runs save Keras's classes, never these (registered all the same, as
 "mnistlab.fast>NAME", so a file saved from a training model by hand still loads).
+
+The probes named below (ab_probe.py, dot_forms.py) were one-off scripts, deleted once they had
+answered their question; docs/speed.md gives each one's finding and the commit to read it from.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     The same function, and the same gradient but where a window holds two equal maxima. On JAX,
     Keras pools with ``lax.reduce_window``, whose gradient XLA's CPU backend runs as a slow
     select-and-scatter; a max over the (rows/2, 2, columns/2, 2) reshape differentiates into a
-    cheap comparison instead. Measured on 2 CPU cores (``benchmarks/ab_probe.py --compare pool
+    cheap comparison instead. Measured on 2 CPU cores (``ab_probe.py --compare pool
     --backend jax``), a training step of cnn, larger_cnn and branch_cnn was 1.29x-1.52x as fast
     with it, and 1.23x-2.04x with XLA's YNNPACK dots on (backend.py). On TensorFlow and
     PyTorch the reshape made cnn's step slower (0.51x, 0.79x: ``--compare reshape``), so on
@@ -80,7 +83,7 @@ class Dropout(keras.layers.Dropout):
     On PyTorch, Keras (3.15) draws the mask with ``torch.bernoulli``, which on the CPU draws a
     double from its Mersenne Twister per element, one thread: for cnn's (200, 12, 12, 32)
     activations about 7 ms, a quarter of a training step on 2 cores (PyTorch's profiler; the
-    step's gain: ``benchmarks/ab_probe.py --compare dropout --backend torch``). Here the same
+    step's gain: ``ab_probe.py --compare dropout --backend torch``). Here the same
     Twister, seeded the same way from the layer's seed generator, fills 64-bit integers, and
     each half is one 32-bit draw: an element is kept when its draw falls below
     round(keep * 2**32), so with probability ``1 - rate`` to within 2**-33, and the input is
@@ -140,7 +143,7 @@ def tensorflow_dropout(inputs, rate: float, seed_generator):
     compiled kernel (XLA) turns the words into the scale, 1 / keep where a draw falls below
     round(keep * 2**16), else 0; the input is multiplied by it, and so is the gradient. The
     same seed gives the same masks. Measured:
-    ``python benchmarks/ab_probe.py --compare dropout --backend tensorflow --model cnn``.
+    ``ab_probe.py --compare dropout --backend tensorflow --model cnn``.
     """
     import tensorflow as tf
     from keras.src.backend.tensorflow.random import _cast_seed
@@ -200,7 +203,7 @@ def pool_by_reshape(inputs, pool_size):
 class BFloat16ProductDense(keras.layers.Dense):
     """Keras's Dense computing in float32, except that on JAX and PyTorch its matrix product
     multiplies bfloat16 copies of the inputs and the kernel: precision "bfloat16_products", for
-    CPUs with bfloat16 instructions (AVX-512 BF16; measured by ``benchmarks/ab_probe.py
+    CPUs with bfloat16 instructions (AVX-512 BF16; measured by ``ab_probe.py
     --compare products``, docs/speed.md). JAX sums the products in float32 and hands the sum
     back in float32; PyTorch's CPU kernels sum in float32 and hand the sum back in bfloat16,
     one more rounding, cast back to float32 at once. The bias, the activation, the weights and
@@ -257,11 +260,11 @@ def _bfloat16_products_jax():
     operand read in place. Autodiff's own gradient reads the saved operands transposed, and
     multiplies the float32 output gradient by bfloat16 operands, which puts it on slower
     kernels: for the MLP's first layer, the kernel's gradient took about twice as long as the
-    forward product (``python benchmarks/dot_forms.py``). So the gradient here rounds the
+    forward product (``dot_forms.py``). So the gradient here rounds the
     output gradient g to bfloat16 as mixed precision does, and writes each transposed operand
     out row by row before its product (``written_out_transpose``): the input's gradient is
     g @ kernel.T and the kernel's x.T @ g, both bfloat16 operands summed in float32 (the
-    kernel's gradient is not rounded again). Measured: ``python benchmarks/ab_probe.py
+    kernel's gradient is not rounded again). Measured: ``ab_probe.py
     --compare products --backend jax --model mlp``.
     """
     import jax

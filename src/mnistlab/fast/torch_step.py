@@ -25,7 +25,10 @@ sublayers, whose training flag would come from the call context; no masks), comp
 (no autocast to skip), and no layer has a regulariser. Anything else, a step with sample weights, and
 Keras's own ``jit_compile`` keep Keras's step. tests/test_torch_step.py checks the weights,
 losses and metrics after several steps against Keras's own step, layer type by layer type.
-Measured: ``python benchmarks/ab_probe.py --compare step --backend torch --model MODEL``.
+Measured: ``ab_probe.py --compare step --backend torch --model MODEL``.
+
+The probes named below (ab_probe.py) were one-off scripts, deleted once they had
+answered their question; docs/speed.md gives each one's finding and the commit to read it from.
 """
 
 from __future__ import annotations
@@ -199,7 +202,7 @@ def pool_first_pairs(model) -> dict:
     gradient reaches the same window elements (but where two sums round to the same biased
     value). Pooling first, the bias and ReLU touch a quarter of the values (2x2 windows):
     cnn's and larger_cnn's first convolution (24x24 maps). Measured: ``python
-    benchmarks/ab_probe.py --compare poolfirst --backend torch``.
+    ab_probe.py --compare poolfirst --backend torch``.
     """
     import keras
 

@@ -1,4 +1,8 @@
-"""Evaluation: load a trained model from a run folder or file, and measure it on the test set."""
+"""Evaluation: load a trained model from a run folder or file, and measure it on the test set.
+
+The probes named below (tta.py) were one-off scripts, deleted once they had
+answered their question; docs/accuracy.md gives each one's finding and the commit to read it from.
+"""
 
 from __future__ import annotations
 
@@ -103,7 +107,7 @@ def load_model(spec: str | None = None, compile: bool = True):
 # Chosen among shifts, rotations (6 degrees) and zooms (5%) on held-out validation images only:
 # 9 mistakes against 11 without, over the slices of the 3 `best` networks of the recipe. On the
 # test set it then changed nothing for one network (0.41% either way) and cost their ensemble
-# 2 mistakes (benchmarks/tta.py, benchmarks/results/tta.md), so it stays off by default.
+# 2 mistakes (tta.py, benchmarks/results/tta.md), so it stays off by default.
 TTA_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))  # (down, right) pixels
 
 

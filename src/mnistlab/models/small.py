@@ -1,5 +1,8 @@
 """The speedrun's two small networks and their recipes (``mnistlab speedrun``; training/speedrun.py
 runs them against the clock).
+
+The probes named below (speedrun_probe.py) were one-off scripts, deleted once they had
+answered their question; docs/speed.md gives each one's finding and the commit to read it from.
 """
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ from __future__ import annotations
 from mnistlab.models.registry import INPUT_SHAPE, NUM_CLASSES, register
 
 # target test accuracy (%) -> the network, its settings and the training budget it must meet.
-# Settings chosen from probes of test accuracy (benchmarks/speedrun_probe.py, table in
+# Settings chosen from probes of test accuracy (speedrun_probe.py, table in
 # benchmarks/results/speedrun_probe.md, one pass or less; and 3-seed trials of the 99.5
 # setting, README "Training speed"): ``speedrun`` in batches of 64 at a peak rate of 0.02
 # reached 99.07%, 99.07% and 99.13% on 40,000 images (seeds 1 to 3); in batches of 128,
@@ -70,7 +73,7 @@ def small_cnn(name: str, convolutions, momentum: float):
     **recipe("99.0"),
 )
 def speedrun(momentum: float = BATCH_NORM_MOMENTUM):
-    """``momentum``: the batch normalisation's (benchmarks/speedrun_probe.py)."""
+    """``momentum``: the batch normalisation's (speedrun_probe.py)."""
     # (12, 12, 32) pooled to 6x6; (4, 4, 64) pooled to 2x2; 256 -> 128 -> 10
     return small_cnn("speedrun", ((32, 6, 2), (64, 3, 1)), momentum)
 
@@ -82,6 +85,6 @@ def speedrun(momentum: float = BATCH_NORM_MOMENTUM):
     **recipe("99.5"),
 )
 def speedrun_large(momentum: float = BATCH_NORM_MOMENTUM):
-    """``momentum``: the batch normalisation's (benchmarks/speedrun_probe.py)."""
+    """``momentum``: the batch normalisation's (speedrun_probe.py)."""
     # (24, 24, 24) pooled to 12x12; (8, 8, 32) pooled to 4x4; 512 -> 128 -> 10
     return small_cnn("speedrun_large", ((24, 5, 1), (32, 5, 1)), momentum)

@@ -15,7 +15,7 @@ TensorFlow is not installed (a JAX or PyTorch GPU machine set up without it), bo
 through that numpy generator (``random_warp``): the same distribution of warps, other draws.
 The TensorFlow op warps a batch of 128 in about a fifth of the numpy warp's time, and the
 pipeline needs no Python per batch; what that does to a whole epoch is measured by
-benchmarks/augment_probe.py (benchmarks/results/augment_probe.md), on a shared CPU whose
+augment_probe.py (benchmarks/results/augment_probe.md), on a shared CPU whose
 speed varied by half between rounds.
 
 ``affine_warp`` (numpy) is the reference geometry; ``graph_warp`` and ``graph_field_warp`` are
@@ -24,6 +24,9 @@ the same transform as TensorFlow ops and are tested against it.
 Deterministic: batch k of epoch e is drawn from random numbers seeded with (seed, e, k) and
 the order of epoch e from (seed, e), so the same seed gives the same batches, and a resumed
 run continues with the batches an uninterrupted run would have seen.
+
+The probes named below (augment_probe.py) were one-off scripts, deleted once they had
+answered their question; docs/accuracy.md gives each one's finding and the commit to read it from.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The loop is Keras's own ``fit``; mnistlab adds the run folder (checkpoint after every epoch,
 so ``--resume`` loses no finished epoch), the tutorial's one line per epoch, the learning-rate
 schedules, label smoothing and weight averaging, and the fastest measured compile settings.
+
+The probes named below (ab_probe.py) were one-off scripts, deleted once they had
+answered their question; docs/speed.md gives each one's finding and the commit to read it from.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from mnistlab.training.calibrate import calibrate_model
 # images), and 20 steps per compiled call cut the epoch time by 10-25% (noisy: the machine was
 # shared). Measured by benchmarks/settings_probe.sh; logs in benchmarks/results/probe_*.log.
 # On JAX, 20 steps per call made a step 1.04x (mlp) and 1.01x-1.05x (the CNNs) as fast as one
-# (benchmarks/ab_probe.py --compare steps --backend jax; results/steps_probe-jax-*.md). PyTorch
+# (ab_probe.py --compare steps --backend jax; results/steps_probe-jax-*.md). PyTorch
 # runs one step per call: Keras refuses more there.
 FAST_SETTINGS = {
     "tensorflow": {"jit_compile": False, "steps_per_execution": 20},
