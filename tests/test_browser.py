@@ -1,5 +1,8 @@
 """The drawing page in a real browser: headless Chromium draws digits and reads the answer.
 
+The page is also checked by axe-core (vendored by the axe-playwright-python package: no
+network) at desktop and phone size, laid out for a 390x844 phone, and used by keyboard alone.
+
 Needs Debian's Chromium (/usr/bin/chromium; never ``playwright install``: no network) and a
 model that reads hand-drawn digits: the shipped model if installed, else a cnn trained for
 one epoch on 10,000 real MNIST images (about 10 s; needs $MNISTLAB_DATA). Screenshots go to
@@ -23,6 +26,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.environ.get("MNISTLAB_TEST_ARTIFACTS") or os.path.join(
     tempfile.gettempdir(), "mnistlab-test-artifacts"
 )
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}  # CSS pixels of a current phone held upright
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -96,7 +101,8 @@ def page(server_url, tmp_path_factory):
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 800},
+            viewport=DESKTOP,
+            reduced_motion="reduce",  # no transitions: what axe measures is what stays shown
         )
         page = context.pages[0] if context.pages else context.new_page()
         page.problems = []  # console errors, page errors, requests to other hosts
@@ -250,3 +256,145 @@ def test_unreachable_server_is_one_clear_error_state(page):
     finally:
         page.unroute("**/api/predict*")
     page.problems.clear()  # the aborted request is logged as a console error: expected here
+
+
+def set_live(page, on: bool):
+    if page.locator("#live").is_checked() != on:
+        page.locator(".toggle").click()
+
+
+def answer_a_drawn_one(page):
+    page.click("#clear")
+    set_live(page, False)
+    draw(page, ONE)
+    assert shown_digit(page) == "1"
+
+
+# rules that must have found something to check on this page, not merely have nothing to say
+AXE_RULES_APPLIED = {
+    "color-contrast",
+    "label",
+    "button-name",
+    "role-img-alt",
+    "aria-valid-attr-value",
+    "aria-allowed-attr",
+    "aria-hidden-focus",
+    "list",
+    "page-has-heading-one",
+}
+
+
+def axe_problems(page) -> list[str]:
+    """What axe-core (every rule it runs by default: WCAG 2 A and AA, and best practice) finds
+    on the page as shown; contrast measured on single characters too, and any text whose
+    contrast axe could not measure counts as a problem."""
+    axe = pytest.importorskip(
+        "axe_playwright_python.base", reason="pip install axe-playwright-python"
+    )
+    page.evaluate(axe.AXE_SCRIPT)
+    results = page.evaluate(
+        "axe.run(document, {checks: {'color-contrast': {options: {ignoreLength: true}}}})"
+    )
+    problems = [
+        f"{rule['id']}: {node['target']}: {node['failureSummary']}"
+        for rule in results["violations"]
+        for node in rule["nodes"]
+    ]
+    problems += [
+        f"contrast not measurable: {node['target']}: {node['any'][0]['data']['messageKey']}"
+        for rule in results["incomplete"]
+        if rule["id"] == "color-contrast"
+        for node in rule["nodes"]
+    ]
+    unapplied = AXE_RULES_APPLIED - {rule["id"] for rule in results["passes"]}
+    return problems + [f"{rule}: checked nothing" for rule in sorted(unapplied)]
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_axe_finds_nothing_blank_and_answered(page, viewport):
+    page.set_viewport_size(viewport)
+    try:
+        page.click("#clear")
+        assert axe_problems(page) == []
+        answer_a_drawn_one(page)
+        assert axe_problems(page) == []
+    finally:
+        page.set_viewport_size(DESKTOP)
+    assert page.problems == []
+
+
+def test_phone_shows_the_answer_and_top_three_above_the_pad(page):
+    page.set_viewport_size(PHONE)
+    try:
+        answer_a_drawn_one(page)
+        # the top three, most likely first, as the text list gives them ("1: 100%")
+        top_three = [
+            int(text.split(":")[0])
+            for text in page.locator("#probability-list li").all_inner_texts()[:3]
+        ]
+        boxes = [page.locator("#result .answer").bounding_box()] + [
+            page.locator("#bars .bar").nth(digit).bounding_box() for digit in top_three
+        ]
+        pad = page.locator("#pad").bounding_box()
+        scroll = page.evaluate("[scrollX, scrollY, document.documentElement.scrollWidth]")
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        page.screenshot(path=os.path.join(ARTIFACTS, "browser-phone.png"))
+    finally:
+        page.set_viewport_size(DESKTOP)
+    assert scroll == [0, 0, PHONE["width"]]  # nothing scrolled, nothing wider than the phone
+    for box in boxes:
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], box
+    answer = boxes[0]
+    assert answer["y"] + answer["height"] <= pad["y"] or answer["x"] >= pad["x"] + pad["width"]
+    assert page.problems == []
+
+
+FOCUS_SHOWN = """() => {
+  const active = document.activeElement;
+  // the checkbox and the file input are hidden: their switch and their button show the focus
+  const shown = active.id === "live" ? active.nextElementSibling
+    : active.id === "file" ? active.closest("label") : active;
+  const style = getComputedStyle(shown);
+  return [active.id, style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2];
+}"""
+
+
+def test_keyboard_reaches_and_works_every_control(page):
+    page.click("#clear")
+    set_live(page, False)
+    page.click(".tagline")  # Tab starts from here: the first control next
+    controls = page.evaluate(
+        "Array.from(document.querySelectorAll('button, input, select, textarea, a[href],"
+        " [tabindex]')).map((element) => element.id)"
+    )
+    reached = []
+    for _ in controls:
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate(FOCUS_SHOWN))
+    assert reached == [[control, True] for control in controls]  # each in order, focus visible
+    assert controls == ["clear", "undo", "predict", "pen", "file", "example", "live"]
+
+    page.keyboard.press("Space")  # on "predict as you draw"
+    assert page.locator("#live").is_checked()
+    page.keyboard.press("Space")
+    assert not page.locator("#live").is_checked()
+    page.focus("#pen")
+    page.keyboard.press("ArrowRight")
+    assert page.locator("#pen").input_value() == "22"
+    page.keyboard.press("ArrowLeft")
+
+    draw(page, ONE)
+    one_stroke = ink_on_pad(page)
+    draw(page, [(0.2, 0.5), (0.8, 0.5)])
+    page.focus("#undo")
+    page.keyboard.press("Enter")
+    assert ink_on_pad(page) == one_stroke
+    page.evaluate("document.activeElement.blur()")
+    with page.expect_response(lambda response: "/api/predict" in response.url):
+        page.keyboard.press("Enter")  # Enter away from any control: predict
+    page.wait_for_selector("#result[data-status=ready]")
+    assert page.locator("#digit").inner_text() == "1"
+    page.keyboard.press("Escape")
+    assert page.locator("#digit").inner_text() == "?" and ink_on_pad(page) == 0
+    assert page.problems == []

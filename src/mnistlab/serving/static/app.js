@@ -366,6 +366,8 @@ frame.addEventListener("drop", (event) => {
   frame.classList.remove("dropping");
   sendPhoto(event.dataTransfer.files[0]);
 });
+// Keys (shown on the page): Ctrl+Z (Cmd+Z) undo, Esc clear, Enter predict; Enter on a control
+// does what that control does instead (a button presses, a file input opens its chooser)
 document.addEventListener("keydown", (event) => {
   if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
     event.preventDefault();
@@ -373,7 +375,7 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (event.key === "Escape") clearPad();
-  if (event.key === "Enter" && event.target.tagName !== "BUTTON") predict();
+  if (event.key === "Enter" && !event.target.closest("button, input, label")) predict();
 });
 
 fetch("/api/health")
