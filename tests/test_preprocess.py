@@ -348,6 +348,10 @@ def test_fast_helpers_match_straightforward_references():
         values = values.astype(np.float32)
         assert preprocess._fiftieth_largest(values) == reference_fiftieth_largest(values)
         assert preprocess._otsu(values) == reference_otsu(values)
+    for count in (1, 2, 7, 90, 1001):  # mostly one value (paper), or all different
+        for values in (rng.integers(0, 3, count), rng.random(count)):
+            values = values.astype(np.float32)
+            assert preprocess._median(values) == float(np.median(values))
     for _ in range(100):
         mask = rng.random(rng.integers(1, 30, 2)) < rng.uniform(0.05, 0.7)
         for ours, theirs in zip(
@@ -381,6 +385,7 @@ def test_fast_path_gives_the_reference_pipelines_28x28(monkeypatch, size):
     monkeypatch.setattr(preprocess, "_quantiles", reference_quantiles)
     monkeypatch.setattr(preprocess, "_fiftieth_largest", reference_fiftieth_largest)
     monkeypatch.setattr(preprocess, "_otsu", reference_otsu)
+    monkeypatch.setattr(preprocess, "_median", lambda values: float(np.median(values)))
     monkeypatch.setattr(preprocess, "_label_runs", reference_label_runs)
     for source, ours in zip(sources, fast, strict=True):
         assert np.array_equal(ours, to_mnist(source))

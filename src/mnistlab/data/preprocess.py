@@ -262,8 +262,8 @@ def _select_digit(ink: np.ndarray, label: str) -> np.ndarray:
     not a speck, and is near the largest.
     """
     sample = ink[:: 1 + ink.shape[0] // 300, :: 1 + ink.shape[1] // 300]  # enough for medians
-    centre = float(np.median(sample))
-    sigma = 1.4826 * float(np.median(np.abs(sample - centre)))  # paper noise, robust to ink
+    centre = _median(sample)
+    sigma = 1.4826 * _median(np.abs(sample - centre))  # paper noise, robust to ink
     noise_floor = centre + max(6.0 * sigma, 8.0)
     peak = _fiftieth_largest(ink)
     strong = max(noise_floor, _otsu(np.clip(ink, 0, 255)), centre + 0.5 * (peak - centre))
@@ -292,6 +292,20 @@ def _select_digit(ink: np.ndarray, label: str) -> np.ndarray:
     level = float(np.median(crop[mask & (crop > strong)]))
     digit = np.where(mask, np.clip((crop - weak) / max(level - weak, 1e-3), 0, 1), 0)
     return _thicken(digit.astype(np.float32))
+
+
+def _median(values: np.ndarray) -> float:
+    """float(np.median(values)), faster when most values are one (a canvas's paper: 0).
+
+    A value v is the median when fewer than half the values lie below it and fewer than half
+    above; v is guessed as the median of every 16th value and checked by two counts.
+    """
+    flat = values.ravel()
+    guess = np.median(flat[::16])
+    below, above = np.count_nonzero(flat < guess), np.count_nonzero(flat > guess)
+    if 2 * below < flat.size - 1 and 2 * above < flat.size - 1:  # both middle values are guess
+        return float(guess)
+    return float(np.median(flat))
 
 
 def _fiftieth_largest(values: np.ndarray) -> float:
