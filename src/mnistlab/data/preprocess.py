@@ -271,12 +271,18 @@ def _select_digit(ink: np.ndarray, label: str) -> np.ndarray:
         f"No digit found in {label}: the page looks blank (no ink stands out from the paper "
         f"by {MIN_INK_CONTRAST:.0f} gray levels). Write the digit darker or larger and try again."
     )
-    if float(ink.max()) - centre < MIN_INK_CONTRAST or not (ink > strong).any():
+    strong_ink = ink > strong
+    if float(ink.max()) - centre < MIN_INK_CONTRAST or not strong_ink.any():
         raise blank
-    level = float(np.median(ink[ink > strong]))  # typical ink
+    level = float(np.median(ink[strong_ink]))  # typical ink
     weak = max(noise_floor, centre + 0.25 * (level - centre))
-    rows, starts, ends, labels = _label_runs(ink > weak)
-    mass, pixels, boxes = _blob_stats(ink, weak, strong, rows, starts, ends, labels)
+    weak_ink = ink > weak
+    top, left, bottom, right = _bounds(weak_ink)  # blobs are found inside the weak ink's box
+    rows, starts, ends, labels = _label_runs(weak_ink[top:bottom, left:right])
+    region, region_strong = ink[top:bottom, left:right], strong_ink[top:bottom, left:right]
+    mass, pixels, boxes = _blob_stats(region, weak, region_strong, rows, starts, ends, labels)
+    rows, starts, ends = rows + top, starts + left, ends + left  # back to ink's coordinates
+    boxes += np.array([top, left, top, left])
     main = int(np.argmax(mass))
     if pixels[main] < MIN_INK_PIXELS:
         raise blank
@@ -321,8 +327,14 @@ def _fiftieth_largest(values: np.ndarray) -> float:
     return float(np.sort(flat)[-50])
 
 
-def _blob_stats(ink, weak, strong, rows, starts, ends, labels):
-    """Per blob: ink mass above weak (0 without strong pixels), pixel count, box.
+def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """top, left, bottom, right (exclusive) of a (H, W) bool mask's True pixels; one exists."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _blob_stats(ink, weak, strong_ink, rows, starts, ends, labels):
+    """Per blob: ink mass above weak (0 without strong_ink pixels), pixel count, box.
 
     Returns:
         mass (n,) float, pixels (n,) int, boxes (n, 4) int: top, left, bottom, right (exclusive).
@@ -334,7 +346,7 @@ def _blob_stats(ink, weak, strong, rows, starts, ends, labels):
         return np.bincount(labels, cumulative[rows, ends] - cumulative[rows, starts], count)
 
     mass = per_blob(np.clip(ink - weak, 0, None))
-    mass[per_blob(ink > strong) == 0] = 0
+    mass[per_blob(strong_ink) == 0] = 0
     pixels = np.bincount(labels, ends - starts, count)
     boxes = np.zeros((count, 4), np.int64)
     boxes[:, :2] = 1 << 30
