@@ -1,4 +1,4 @@
-"""Prediction speed: one image in process, batches, and the web server under concurrent load.
+"""Prediction speed in process: one image, and batches (the server under load: serve_load.py).
 
 Measures, for the model given (default: the shipped model; without one, an untrained cnn,
 whose speed is the same as a trained one's):
@@ -7,14 +7,13 @@ whose speed is the same as a trained one's):
    Keras: the network alone on a (1, 28, 28) uint8 image (preprocessing excluded), and with
    the work the server does first (preprocessing included): decoding a 28x28 PNG taken as it
    is, or fitting a 280x280 canvas drawing as MNIST was made (preprocess.to_mnist);
-2. batch throughput in images per second (batches of BATCH images);
-3. the server (``mnistlab serve``, in its own process) under concurrent load from a bounded
-   asyncio HTTP/1.1 keep-alive client (CONNECTIONS connections, at most --requests requests
-   or --duration seconds per payload): requests per second, latency p50/p99, errors.
+2. batch throughput in images per second (batches of BATCH images).
+
+The server (``mnistlab serve``) under concurrent load is benchmarks/serve_load.py.
 
 Usage (2 shared cores: heavy jobs must not overlap):
-    flock /tmp/mnistlab-heavy.lock python benchmarks/inference.py     # about 2 minutes
-    python benchmarks/inference.py --quick                            # smoke test, ~30 s
+    /work/tools/quiet.sh python benchmarks/inference.py   # about a minute
+    python benchmarks/inference.py --quick                # smoke test, ~15 s
 
 Writes benchmarks/results/inference.md (and .json beside it, or wherever --out says).
 """
@@ -22,41 +21,31 @@ Writes benchmarks/results/inference.md (and .json beside it, or wherever --out s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "results", "inference.md")
 BATCH = 256  # images per call for batch throughput
-CONNECTIONS = 16  # concurrent keep-alive connections of the load generator
 FULL = {
     "calls": 3000,
     "keras_calls": 300,
     "slow_calls": 300,
     "batches": 40,
-    "duration": 10.0,
-    "requests": 20000,
 }
 QUICK = {
     "calls": 200,
     "keras_calls": 20,
     "slow_calls": 10,
     "batches": 2,
-    "duration": 1.0,
-    "requests": 300,
 }
-SERVER_START_TIMEOUT = 120  # seconds for the server process to load the model and listen
 
 
 # --- inputs ------------------------------------------------------------------------------
@@ -159,143 +148,11 @@ def in_process(spec: str, counts: dict) -> dict:
     return results
 
 
-# --- the server ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(spec: str, port: int):
-    """``mnistlab serve`` in its own process; returns it once /api/health answers."""
-    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src")}
-    command = [sys.executable, "-m", "mnistlab", "serve", "--model", spec, "--port", str(port)]
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited: {process.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1) as answer:
-                return process, json.loads(answer.read())
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the server did not answer /api/health in time")
-
-
-def http_request(
-    method: str, path: str, body: bytes = b"", content_type: str | None = None
-) -> bytes:
-    headers = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    if content_type:
-        headers.append(f"Content-Type: {content_type}")
-    if method == "POST":
-        headers.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
-
-
-def multipart(data: bytes, boundary: str = "mnistlabboundary") -> tuple[bytes, str]:
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="digit.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-async def load(
-    port: int, request: bytes, connections: int, max_requests: int, duration: float
-) -> dict:
-    """Sends ``request`` over keep-alive connections until max_requests or duration is reached."""
-    sent = 0
-    latencies, errors, statuses = [], 0, {}
-    deadline = time.perf_counter() + duration
-
-    async def worker():
-        nonlocal sent, errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while sent < max_requests and time.perf_counter() < deadline:
-                sent += 1
-                start = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
-                latencies.append(time.perf_counter() - start)
-                statuses[status] = statuses.get(status, 0) + 1
-                if status != 200:
-                    errors += 1
-        except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
-            errors += 1
-        finally:
-            writer.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    elapsed = time.perf_counter() - start
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "statuses": statuses,
-        "seconds": elapsed,
-        "requests per second": len(latencies) / elapsed,
-        **percentiles(latencies or [0.0]),
-    }
-
-
-def server(spec: str, counts: dict, connections: int) -> dict:
-    import numpy as np
-    from PIL import Image
-
-    digits, _ = test_digits(1)
-    small = png(Image.fromarray(np.asarray(digits[0])))
-    drawing_body, drawing_type = multipart(canvas_png())
-    payloads = {
-        "health check": http_request("GET", "/api/health"),
-        "28x28 PNG as is": http_request(
-            "POST", "/api/predict?preprocess=false", small, "image/png"
-        ),
-        "280x280 drawing, fitted (as the page sends it)": http_request(
-            "POST", "/api/predict", drawing_body, drawing_type
-        ),
-    }
-    port = free_port()
-    process, health = start_server(spec, port)
-    results = {"runtime": health["runtime"], "model": health["model"], "connections": connections}
-    try:
-        for name, request in payloads.items():
-            asyncio.run(load(port, request, connections, 50, counts["duration"] / 5))  # warm-up
-            requests = counts["requests"] if "fitted" not in name else counts["requests"] // 10
-            results[name] = asyncio.run(
-                load(port, request, connections, requests, counts["duration"])
-            )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    results["requests"] = sum(v["requests"] for v in results.values() if isinstance(v, dict))
-    results["errors"] = sum(v["errors"] for v in results.values() if isinstance(v, dict))
-    return results
-
-
 # --- report --------------------------------------------------------------------------------
 
 
 def markdown(report: dict) -> str:
-    local, remote = report["in_process"], report["server"]
+    local = report["in_process"]
     lines = [
         "# Prediction speed",
         "",
@@ -331,22 +188,8 @@ def markdown(report: dict) -> str:
         f"| ONNX Runtime, {os.cpu_count()} threads | {local['onnx']['batch images per second, all cores']:,.0f} |",
         f"| Keras (predict_on_batch) | {local['keras']['batch images per second']:,.0f} |",
         "",
-        f"## The server under load ({remote['connections']} keep-alive connections, runtime {remote['runtime']})",
-        "",
-        "`mnistlab serve --model model.onnx` (uvicorn with httptools and uvloop if installed, "
-        "one process) against a local asyncio HTTP/1.1 load generator in another process, on "
-        "the same cores. The 28x28 PNG is sent raw (Content-Type image/png) with "
-        "`?preprocess=false`; the drawing as a multipart upload, as the page sends it.",
-        "",
-        "| request | requests per second | p50 ms | p99 ms | requests | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "The server under load: `benchmarks/serve_load.py` (results/serve_load.md).",
     ]
-    for name, value in remote.items():
-        if isinstance(value, dict):
-            lines.append(
-                f"| {name} | {value['requests per second']:,.0f} | {value['p50_ms']:.2f} | "
-                f"{value['p99_ms']:.2f} | {value['requests']:,} | {value['errors']} |"
-            )
     lines.append("")
     return "\n".join(lines)
 
@@ -366,12 +209,6 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="a few calls of each kind: a smoke test"
     )
-    parser.add_argument(
-        "--connections", type=int, default=CONNECTIONS, help="concurrent connections"
-    )
-    parser.add_argument(
-        "--duration", type=float, default=None, help="seconds of load per request kind"
-    )
     parser.add_argument("--out", default=OUT, help="Markdown file to write (JSON beside it)")
     args = parser.parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -381,8 +218,6 @@ def main(argv=None) -> int:
     from mnistlab.models.saved import PRETRAINED_MODEL
 
     counts = dict(QUICK if args.quick else FULL)
-    if args.duration:
-        counts["duration"] = args.duration
     with tempfile.TemporaryDirectory() as scratch:
         spec, description = args.model, args.model
         if spec is None and os.path.exists(PRETRAINED_MODEL):
@@ -397,14 +232,6 @@ def main(argv=None) -> int:
         local = in_process(spec, counts)
         description = f"{local['model']}, {description}"
         print(json.dumps(local, indent=1), flush=True)
-        # the server loads the exported file: the same ONNX Runtime model that `serve --model
-        # RUN` builds in memory, without the seconds TensorFlow takes to import
-        from mnistlab.serving.export import export_onnx
-
-        onnx_path = os.path.join(scratch, "model.onnx")
-        export_onnx(spec, onnx_path, check="synthetic")
-        remote = server(onnx_path, counts, args.connections)
-        print(json.dumps(remote, indent=1), flush=True)
     import keras
     import onnxruntime
     import tensorflow
@@ -423,7 +250,6 @@ def main(argv=None) -> int:
             "tensorflow": tensorflow.__version__,
         },
         "in_process": local,
-        "server": remote,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as handle:

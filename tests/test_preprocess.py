@@ -267,3 +267,125 @@ def test_own_digits_check_set_is_complete_and_every_kind_preprocesses():
     for row in rows[::20]:  # two of each kind: light ink on black in a 20-pixel box
         out = to_mnist(os.path.join(CHECK_SET, "images", row["file"]))
         assert out.max() >= 200 and max(ink_extent(out)) == 20, row["file"]
+
+
+# ---------------------------------------------------------------- the fast path, against references
+
+
+def canvas_drawing(size: int, seed: int, white: bool, width: int = 18) -> bytes:
+    """A browser canvas's PNG: RGBA, transparent (or filled white), anti-aliased black strokes."""
+    rng = np.random.default_rng(seed)
+    strokes = [[tuple(point) for point in rng.uniform(0.1, 0.9, (4, 2))] for _ in range(2)]
+    big = draw_digit(strokes, (size * 4, size * 4), (0, 0, size * 4, size * 4), width * 4, 255, 0)
+    alpha = big.reduce(4)  # 4x supersampled: anti-aliased edges, as a canvas draws them
+    canvas = Image.new("RGBA", (size, size), (255, 255, 255, 255) if white else (0, 0, 0, 0))
+    canvas.paste((0, 0, 0, 255), mask=alpha)
+    return png_bytes(canvas)
+
+
+def reference_quantiles(values, quantiles):
+    return np.quantile(values, list(quantiles), axis=-1)
+
+
+def reference_fiftieth_largest(values):
+    flat = values.ravel()
+    return float(np.partition(flat, -50)[-50]) if flat.size > 50 else float(flat.max())
+
+
+def reference_otsu(values):
+    counts, edges = np.histogram(values, bins=256, range=(0.0, 256.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(counts.astype(np.float64))
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(counts * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    return float(edges[int(np.argmax(weight_low * weight_high * (mean_low - mean_high) ** 2)) + 1])
+
+
+def reference_label_runs(mask):
+    """Runs along rows, labelled by a flood fill of 8-connected pixels, numbered by first run."""
+    height, width = mask.shape
+    pixel_label = -np.ones(mask.shape, np.int64)
+    for row, col in zip(*np.nonzero(mask), strict=True):
+        if pixel_label[row, col] >= 0:
+            continue
+        pixel_label[row, col], stack = row * width + col, [(row, col)]
+        while stack:
+            y, x = stack.pop()
+            for ny in range(max(0, y - 1), min(height, y + 2)):
+                for nx in range(max(0, x - 1), min(width, x + 2)):
+                    if mask[ny, nx] and pixel_label[ny, nx] < 0:
+                        pixel_label[ny, nx] = row * width + col
+                        stack.append((ny, nx))
+    rows, starts, ends = [], [], []
+    for row in range(height):
+        line = np.concatenate([[False], mask[row], [False]]).astype(np.int8)
+        changes = np.diff(line)
+        for start, end in zip(
+            np.nonzero(changes == 1)[0], np.nonzero(changes == -1)[0], strict=True
+        ):
+            rows.append(row), starts.append(start), ends.append(end)
+    rows, starts, ends = (np.array(values, np.int64) for values in (rows, starts, ends))
+    components = pixel_label[rows, starts] if len(rows) else np.zeros(0, np.int64)
+    _, first, labels = np.unique(components, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # number components by their first run
+    return rows, starts, ends, order[labels]
+
+
+def test_fast_helpers_match_straightforward_references():
+    from mnistlab.data import preprocess
+
+    rng = np.random.default_rng(0)
+    for shape in [(24, 24, 169), (576,), (3, 3, 1), (7,)]:
+        for dtype in (np.float32, np.float64):
+            values = (rng.random(shape) * 255).astype(dtype)
+            values[..., : shape[-1] // 3] = 7  # ties, as paper gives
+            quantiles = (0.0, 0.01, 0.25, 0.5, 0.6, 0.75, 0.99, 1.0)
+            expected = reference_quantiles(values, quantiles)
+            assert np.array_equal(preprocess._quantiles(values, quantiles), expected)
+    for values in (rng.random(5000) * 255, np.minimum(rng.random(5000) * 400, 255), rng.random(30)):
+        values = values.astype(np.float32)
+        assert preprocess._fiftieth_largest(values) == reference_fiftieth_largest(values)
+        assert preprocess._otsu(values) == reference_otsu(values)
+    for count in (1, 2, 7, 90, 1001):  # mostly one value (paper), or all different
+        for values in (rng.integers(0, 3, count), rng.random(count)):
+            values = values.astype(np.float32)
+            assert preprocess._median(values) == float(np.median(values))
+    for _ in range(100):
+        mask = rng.random(rng.integers(1, 30, 2)) < rng.uniform(0.05, 0.7)
+        for ours, theirs in zip(
+            preprocess._label_runs(mask), reference_label_runs(mask), strict=True
+        ):
+            assert np.array_equal(ours, theirs)
+
+
+def test_grayscale_of_a_canvas_is_the_plain_alpha_blend():
+    from mnistlab.data import preprocess
+
+    for white in (False, True):
+        image = Image.open(io.BytesIO(canvas_drawing(120, 1, white)))
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+        luma = np.asarray(image.convert("RGB").convert("L"), dtype=np.float32)
+        paper = preprocess._paper_behind(luma, alpha)
+        expected = luma * alpha + paper * (1.0 - alpha)
+        assert np.array_equal(preprocess._grayscale(image), expected)
+
+
+@pytest.mark.parametrize("size", [96, 280, 300])
+def test_fast_path_gives_the_reference_pipelines_28x28(monkeypatch, size):
+    """to_mnist of canvas drawings and photos, with the fast helpers swapped for references."""
+    from mnistlab.data import preprocess
+
+    sources = [canvas_drawing(size, seed, white) for seed in range(3) for white in (False, True)]
+    sources.append(
+        png_bytes(draw_digit(FOUR, page=(size, size), box=(30, 20, size - 40, size - 30)))
+    )
+    fast = [to_mnist(source) for source in sources]
+    monkeypatch.setattr(preprocess, "_quantiles", reference_quantiles)
+    monkeypatch.setattr(preprocess, "_fiftieth_largest", reference_fiftieth_largest)
+    monkeypatch.setattr(preprocess, "_otsu", reference_otsu)
+    monkeypatch.setattr(preprocess, "_median", lambda values: float(np.median(values)))
+    monkeypatch.setattr(preprocess, "_label_runs", reference_label_runs)
+    for source, ours in zip(sources, fast, strict=True):
+        assert np.array_equal(ours, to_mnist(source))

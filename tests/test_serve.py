@@ -343,28 +343,57 @@ def test_serve_command_refuses_bad_arguments():
     assert "Traceback" not in result.stderr
 
 
-def test_benchmark_quick_mode(trained_run, tmp_path):
-    """benchmarks/inference.py --quick: every section runs and the table is written.
-
-    Runs in this process (TensorFlow is loaded already); the server is its own process.
-    """
+def load_benchmark(name: str):
     spec = importlib.util.spec_from_file_location(
-        "inference_benchmark", os.path.join(REPO, "benchmarks", "inference.py")
+        f"{name}_benchmark", os.path.join(REPO, "benchmarks", f"{name}.py")
     )
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_benchmark_quick_mode(trained_run, tmp_path):
+    """benchmarks/inference.py --quick: every section runs and the table is written.
+
+    Runs in this process (TensorFlow is loaded already).
+    """
+    benchmark = load_benchmark("inference")
     out = tmp_path / "inference.md"
     assert benchmark.main(["--quick", "--model", trained_run, "--out", str(out)]) == 0
     table = out.read_text()
-    for words in ("p50", "p99", "images per second", "requests per second", "28x28 PNG"):
+    for words in ("p50", "p99", "images per second", "28x28 PNG"):
         assert words in table, words
     figures = json.loads(out.with_suffix(".json").read_text())
-    assert figures["server"]["errors"] == 0 and figures["server"]["requests"] > 0
-    assert figures["server"]["runtime"] == "onnx"
+    assert figures["in_process"]["onnx"]["network only"]["calls"] > 0
     assert (
         figures["command"]
         == f"python benchmarks/inference.py --quick --model {trained_run} --out {out}"
     )
+
+
+def test_serve_load_benchmark_measures_and_judges(trained_run, tmp_path, monkeypatch):
+    """benchmarks/serve_load.py, few requests: every figure is written, every request answered
+    200; its exit status says whether a target was missed (likely, with so few requests)."""
+    from mnistlab.serving.export import export_onnx
+
+    benchmark = load_benchmark("serve_load")
+    monkeypatch.setattr(benchmark, "PREPROCESS_CALLS", 10)
+    monkeypatch.setattr(benchmark, "WARMUP", 10)
+    monkeypatch.setattr(benchmark, "RSS_EVERY", 50)
+    model = str(tmp_path / "model.onnx")  # ONNX: the server starts without TensorFlow
+    export_onnx(trained_run, model, check="synthetic")
+    out = tmp_path / "serve_load.md"
+    status = benchmark.main(["--requests", "100", "--model", model, "--out", str(out)])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert status == (1 if report["missed"] else 0)
+    for kind in ("28x28 PNG", "280x280 canvas PNG"):
+        figures = report["figures"][kind]
+        assert figures["requests"] == 100 and figures["errors"] == 0, figures
+        assert len(figures["rss_mb"]) == 2 and figures["p99_ms"] >= figures["p50_ms"] > 0
+    preprocess = report["figures"]["preprocess"]
+    assert preprocess["server_p50_ms"] > 0 and preprocess["alone_p50_ms"] > 0
+    assert report["figures"]["stderr"] == ""
+    assert "| 280x280 canvas PNG |" in out.read_text()
 
 
 def png_header_only(width: int, height: int) -> bytes:
