@@ -89,13 +89,11 @@ def try_setting(target: str, changes: dict, data, seeds, folder: str) -> dict:
     }
 
 
-def choose(target: str, tried: list[dict]) -> dict:
-    """The fastest setting whose mean validation accuracy reaches target + MARGIN; where none
-    does, the most accurate one."""
+def choose(target: str, tried: list[dict]) -> dict | None:
+    """The fastest setting whose mean validation accuracy reaches target + MARGIN, or None
+    where none does (then validation confirms no setting, and the recipe stays as it is)."""
     good = [row for row in tried if row["val_accuracy_mean"] >= float(target) + MARGIN]
-    if good:
-        return min(good, key=lambda row: row["train_seconds_mean"])
-    return max(tried, key=lambda row: row["val_accuracy_mean"])
+    return min(good, key=lambda row: row["train_seconds_mean"]) if good else None
 
 
 def is_recipe(row: dict, target: str) -> bool:
@@ -104,16 +102,14 @@ def is_recipe(row: dict, target: str) -> bool:
     return row["settings"] == {**recipe(target)}
 
 
-def markdown(results: dict, args, elapsed: float) -> str:
-    from speed_worker import git_commit
-
+def markdown(results: dict, args, elapsed: float, commit: str) -> str:
     from mnistlab.core.runs import machine_description
 
     lines = [
         "# Speedrun settings, chosen on validation",
         "",
         f"Machine: {machine_description()}. Date {time.strftime('%Y-%m-%d')}, commit "
-        f"{git_commit()}. Command: `python benchmarks/speedrun_choose.py "
+        f"{commit}. Command: `python benchmarks/speedrun_choose.py "
         f"{' '.join(args.argv)}`. ".replace(" `", "`"),
         f"Trained on the first {60000 - VALIDATION_IMAGES:,} training images, accuracy on the "
         f"last {VALIDATION_IMAGES:,} (validation; the test set is not used), seeds "
@@ -147,12 +143,16 @@ def markdown(results: dict, args, elapsed: float) -> str:
                 f"{row['val_accuracy_min']:.2f} | {row['train_seconds_mean']:.2f} | "
                 f"{row['fit_seconds_mean']:.1f} | {', '.join(marks)} |"
             )
-        verdict = (
-            "the recipe as it is"
-            if is_recipe(chosen, target)
-            else "a change: "
-            + ", ".join(f"{key}={value}" for key, value in chosen["changes"].items())
-        )
+        if chosen is None:
+            verdict = (
+                f"no setting: none reaches {float(target) + MARGIN:.2f}% on validation, so the "
+                "recipe stays as it is, not re-picked"
+            )
+        elif is_recipe(chosen, target):
+            verdict = "the recipe as it is"
+        else:
+            changes = ", ".join(f"{key}={value}" for key, value in chosen["changes"].items())
+            verdict = f"a change: {changes}"
         lines += ["", f"Validation chooses {verdict}.", ""]
     return "\n".join(lines) + "\n"
 
@@ -163,8 +163,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--tiny", action="store_true", help="one setting, one small run")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
+    parser.add_argument(
+        "--redo",
+        metavar="JSON",
+        help="write OUT/speedrun_choice.md again from a speedrun_choice.json, training nothing",
+    )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.redo:
+        return redo(args)
     from speed_worker import git_commit
 
     from mnistlab.core import runs
@@ -172,6 +179,7 @@ def main(argv=None) -> int:
     from mnistlab.models.small import recipe
 
     data = split(load_mnist())
+    commit = git_commit()  # of the code that trains, before anything is written
     started = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -191,23 +199,41 @@ def main(argv=None) -> int:
                     flush=True,
                 )
             results[target] = tried
-    text = markdown(results, args, time.perf_counter() - started)
+    text = markdown(results, args, time.perf_counter() - started, commit)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "speedrun_choice.md"), "w") as handle:
         handle.write(text)
     report = {
         "machine": runs.machine_description(),
         "date": time.strftime("%Y-%m-%d"),
-        "commit": git_commit(),
+        "commit": commit,
         "argv": args.argv,
         "seeds": args.seeds,
         "validation_images": VALIDATION_IMAGES,
         "margin": MARGIN,
+        "elapsed_seconds": time.perf_counter() - started,
         "targets": {
-            target: {"chosen": choose(target, tried)["settings"], "tried": tried}
+            target: {"chosen": (choose(target, tried) or {}).get("settings"), "tried": tried}
             for target, tried in results.items()
         },
     }
+    runs.write_json(os.path.join(args.out, "speedrun_choice.json"), report)
+    print(text)
+    return 0
+
+
+def redo(args) -> int:
+    """Writes the tables again from a run's JSON (its command, seeds and figures)."""
+    from mnistlab.core import runs
+
+    report = runs.read_json(args.redo)
+    args.argv, args.seeds = report["argv"], report["seeds"]
+    results = {target: entry["tried"] for target, entry in report["targets"].items()}
+    for target, tried in results.items():
+        report["targets"][target]["chosen"] = (choose(target, tried) or {}).get("settings")
+    text = markdown(results, args, report["elapsed_seconds"], report["commit"])
+    with open(os.path.join(args.out, "speedrun_choice.md"), "w") as handle:
+        handle.write(text)
     runs.write_json(os.path.join(args.out, "speedrun_choice.json"), report)
     print(text)
     return 0
