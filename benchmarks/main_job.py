@@ -22,6 +22,7 @@ Usage:
     flock /tmp/mnistlab-heavy.lock python benchmarks/main_job.py --models mlp cnn \
         --out benchmarks/results/main-job
     python benchmarks/main_job.py --tiny --data tiny.npz     # a smoke test, a few seconds a run
+    python benchmarks/main_job.py --check    # exit 1 if a default backend is not the fastest
 
 Writes OUT/main_job.md and OUT/main_job.json.
 """
@@ -41,6 +42,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
 from speed import BACKENDS, MODELS, installed_backends, run_timed, write_table  # noqa: E402
+from speed_checks import load_expected, main_job_figures, report_checks  # noqa: E402
 
 from mnistlab.core import runs  # noqa: E402
 
@@ -149,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--extra", nargs=argparse.REMAINDER, default=[], help="more `mnistlab train` options"
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless each network's default backend is the fastest within the README's "
+        "range (benchmarks/expected.json)",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results", "main-job"))
     return parser
 
@@ -176,7 +184,19 @@ def main(argv=None) -> int:
     rows = summarize(results)
     write_table(args.out, "main_job.md", markdown(rows, args, time.perf_counter() - started))
     runs.write_json(os.path.join(args.out, "main_job.json"), {"rows": rows, "argv": args.argv})
-    return 0
+    return check(rows) if args.check else 0
+
+
+def check(rows: list[dict]) -> int:
+    """1 unless each network's default backend is within the README's range of the fastest."""
+    from mnistlab.core.backend import default_backend
+    from mnistlab.models import get_spec
+
+    defaults = {row["model"]: default_backend(get_spec(row["model"])) for row in rows}
+    failed = report_checks(
+        main_job_figures(rows, defaults), load_expected("main_job.py"), "main_job.py"
+    )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

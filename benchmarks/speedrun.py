@@ -14,6 +14,7 @@ yardstick the issue's budget was set against ("about 6 s" an epoch when it was w
 Usage:
     flock /tmp/mnistlab-heavy.lock python benchmarks/speedrun.py   # <= 5x8 s + 5x90 s training
     python benchmarks/speedrun.py --targets 99.0                      # the short setting only
+    python benchmarks/speedrun.py --check      # exit 1 if the README's figures do not hold
     MNISTLAB_DATA=tiny.npz python benchmarks/speedrun.py --tiny             # smoke test
 
 Writes benchmarks/results/speedrun.md, speedrun.json and speedrun.png.
@@ -32,7 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from speed import run_timed  # noqa: E402
+from speed_checks import load_expected, report_checks, speedrun_figures  # noqa: E402
+from speed_worker import run_timed  # noqa: E402
 
 
 def run_target(target: str, args) -> dict:
@@ -154,6 +156,12 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", help="Keras backend (default: mnistlab's default)")
     parser.add_argument("--data", help="MNIST folder or mnist.npz (default: $MNISTLAB_DATA)")
     parser.add_argument("--tiny", action="store_true", help="one seed, one short epoch: for CI")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare time and accuracy with the README's (benchmarks/expected.json) and exit 1 "
+        "if one falls outside its range",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -176,6 +184,9 @@ def main(argv=None) -> int:
         json.dump(sticks, handle, indent=1)
     plot(reports, os.path.join(args.out, "speedrun.png"))
     print(text)
+    if args.check:
+        expected = load_expected("speedrun.py")
+        return 1 if report_checks(speedrun_figures(reports), expected, "speedrun.py") else 0
     return 0
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnistlab.models import flops, get_spec
-from tests.conftest import REPO, SUBPROCESS_TIMEOUT, default_onednn, run_cli
+from tests.conftest import REPO, SUBPROCESS_TIMEOUT, run_cli
 
 
 def _model(*layers_after_input, shape):
@@ -236,9 +236,7 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.load(open(tmp_path / "speed.json"))["rows"]
-    peers = {"keras", "keras-onednn"} | (
-        {"pytorch"} if importlib.util.find_spec("torch") else set()
-    )
+    peers = {"keras", "keras-bf16"} | ({"pytorch"} if importlib.util.find_spec("torch") else set())
     mnistlab_rows = {"mnistlab", "mnistlab-f32", "mnistlab-bf16", "mnistlab-keras-adam"}
     assert {row["implementation"] for row in rows} == mnistlab_rows | peers
     precision = {row["implementation"]: row["precision"] for row in rows}
@@ -251,11 +249,17 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
 
     assert precision["mnistlab"] == ("mixed_bfloat16" if bfloat16_in_hardware() else "float32")
     assert all(row["images_per_second"] > 0 and row["gflops"] > 0 for row in rows)
-    # the plain script runs TensorFlow's default kernels (oneDNN off on CPUs without AVX-512 VNNI
-    # or newer neural-network instructions); mnistlab and the plain script's second row, oneDNN
+    # like for like: the plain script gets TensorFlow's oneDNN kernels as mnistlab sets them,
+    # in float32 and in Keras's mixed_bfloat16 policy
     kernels = {row["implementation"]: row["onednn"] for row in rows}
-    assert kernels["mnistlab"] is True and kernels["keras-onednn"] is True
-    assert kernels["keras"] is default_onednn()
+    assert kernels["mnistlab"] is kernels["keras"] is kernels["keras-bf16"] is True
+    assert precision["keras"] == "float32" and precision["keras-bf16"] == "mixed_bfloat16"
+    (pair,) = [
+        p
+        for p in json.load(open(tmp_path / "speed.json"))["like_for_like"]
+        if p["precision"] == "float32"
+    ]
+    assert pair["mnistlab_process_seconds"] > 0 and pair["x_keras_epoch"]["value"] > 0
     assert "| cnn | **mnistlab** | tensorflow |" in (tmp_path / "speed.md").read_text()
     assert (tmp_path / "speed.png").stat().st_size > 0
 

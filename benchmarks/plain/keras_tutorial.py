@@ -6,6 +6,10 @@ Keras's default compile settings, ``fit`` on float32 numpy arrays with batch 200
 test images as validation data. Nothing here is tuned. The only additions are measurement:
 a callback that times each epoch and a JSON line at the end.
 
+``--precision mixed_bfloat16`` is the script one setting away, the line Keras's mixed-precision
+guide gives, ``keras.mixed_precision.set_global_policy("mixed_bfloat16")``, before the model is
+built; nothing else changes (benchmarks/speed.py sets it against mnistlab's bfloat16 default).
+
 Usage:
     KERAS_BACKEND=jax python benchmarks/plain/keras_tutorial.py --model cnn --epochs 3
 """
@@ -18,6 +22,7 @@ import time
 import peer
 
 MODELS = ("mlp", "cnn", "larger_cnn", "branch_cnn")
+PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies
 
 
 def build(name: str):
@@ -75,7 +80,7 @@ def build(name: str):
 
 
 def main(argv=None) -> int:
-    args = peer.parse_args(__doc__.splitlines()[0], MODELS, argv)
+    args = peer.parse_args(__doc__.splitlines()[0], MODELS, argv, precisions=PRECISIONS)
     # Loading is not timed; the tutorial calls keras.datasets.mnist.load_data(), which needs
     # the network, so the same arrays come from the local files here.
     from mnistlab.data.mnist import load_mnist
@@ -90,6 +95,7 @@ def main(argv=None) -> int:
     y_train = keras.utils.to_categorical(y_train[: args.train_images], 10)
     y_test = keras.utils.to_categorical(y_test[: args.val_images], 10)
 
+    keras.mixed_precision.set_global_policy(args.precision)
     model = build(args.model)
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
 
@@ -119,7 +125,10 @@ def main(argv=None) -> int:
 
         extra["onednn"] = tensorflow_onednn()
     val_accuracy = history.history["val_accuracy"][-1]
-    peer.report(timer.seconds, started, val_accuracy, keras.backend.backend(), **extra)
+    peer.report(
+        timer.seconds, started, val_accuracy, keras.backend.backend(),
+        precision=args.precision, **extra,
+    )  # fmt: skip
     return 0
 
 

@@ -14,9 +14,12 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src"))
 
 
-def parse_args(description: str, models: tuple, argv=None) -> argparse.Namespace:
+def parse_args(
+    description: str, models: tuple, argv=None, precisions: tuple = ()
+) -> argparse.Namespace:
     """--model (one of ``models``, default the first or cnn), --epochs, --batch-size,
-    --train-images, --val-images."""
+    --train-images, --val-images; and --precision (one of ``precisions``, default the first)
+    where the script offers more than one."""
     default = "cnn" if "cnn" in models else models[0]
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
@@ -26,6 +29,13 @@ def parse_args(description: str, models: tuple, argv=None) -> argparse.Namespace
     parser.add_argument("--batch-size", type=int, default=200, help="images per step (default 200)")
     parser.add_argument("--train-images", type=int, default=60000, help="images per epoch")
     parser.add_argument("--val-images", type=int, default=10000, help="test images per epoch")
+    if precisions:
+        parser.add_argument(
+            "--precision",
+            choices=precisions,
+            default=precisions[0],
+            help=f"Keras's global dtype policy (default {precisions[0]})",
+        )
     return parser.parse_args(argv)
 
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 from mnistlab.models.registry import INPUT_SHAPE, NUM_CLASSES, register
 
 # target test accuracy (%) -> the network, its settings and the training budget it must meet.
-# Settings chosen from probes of test accuracy (speedrun_probe.py, table in
-# benchmarks/results/speedrun_probe.md, one pass or less; and 3-seed trials of the 99.5
-# setting, README "Training speed"): ``speedrun`` in batches of 64 at a peak rate of 0.02
-# reached 99.07%, 99.07% and 99.13% on 40,000 images (seeds 1 to 3); in batches of 128,
-# 99.00% on 40,000 and 99.12% on 50,000, a quarter more images to train on (seeds 1 and 2);
-# at Keras's momentum 0.99 the normalised networks stay far below. Chosen before, and not
-# changed after, the 5-seed measurement. The 99.5 setting's fourth epoch spends the time that
-# the oneDNN kernels freed (3 epochs took 63 s before them, 40 s with them; 99.51% and 99.496%).
+# The 99.0 setting was chosen on validation (benchmarks/speedrun_choose.py: trained on the first
+# 55,000 training images, measured on the last 5,000, seeds 100-102, never the test set or the
+# reported seeds; benchmarks/results/speedrun_choice.md): the fewest training seconds among 19
+# settings of rate, batch and images whose validation mean reached 99.1%. The 99.5 setting was
+# picked earlier by probes of test accuracy (benchmarks/results/speedrun_probe.md, seeds 1-3);
+# on validation it reached 99.41% (3 epochs: 99.45%), below the target, so it is not
+# re-picked: its 99.53% on the test set is a figure of a setting chosen on test accuracy.
 TARGETS = {
     "99.0": {
         "model": "speedrun",
         "budget_seconds": 8.0,  # of training, on the 2-core CPU the issue names
         "settings": dict(
-            epochs=1, train_size=40000, batch_size=64, learning_rate=0.02, label_smoothing=0.1
+            epochs=1, train_size=40000, batch_size=128, learning_rate=0.04, label_smoothing=0.1
         ),
     },
     "99.5": {
