@@ -18,10 +18,10 @@ import datetime
 import json
 import os
 import string
-import subprocess
 import sys
 
 import numpy as np
+from runinfo import git_commit
 
 from mnistlab.core.runs import machine_description
 from mnistlab.data.mnist import load_mnist
@@ -116,15 +116,6 @@ def measure(data=None) -> dict:
     }
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def report(result: dict) -> str:
     fit = result["calibration"]
     lines = [
@@ -184,7 +175,7 @@ def main(argv=None) -> int:
     result = measure(args.data)
     result.update(
         machine=machine_description(),
-        commit=_commit(),
+        commit=git_commit(),
         date=datetime.date.today().isoformat(),
     )
     os.makedirs(args.out, exist_ok=True)

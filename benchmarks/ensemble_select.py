@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import subprocess
 import sys
 import time
 
@@ -35,6 +34,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from runinfo import git_commit  # noqa: E402
+
 sys.path.insert(0, os.path.join(REPO, "src"))
 
 from mnistlab.core import runs  # noqa: E402
@@ -153,21 +156,6 @@ def test_curve(designs, picks, probabilities, y_test) -> list[dict]:
     return rows
 
 
-def commit() -> str:
-    """The repository's short commit, or "unknown" outside a git checkout."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return done.stdout.strip()
-
-
 def write_results(result: dict) -> None:
     runs.write_json(os.path.join(RESULTS, f"{NAME}.json"), result)
     weights = ", ".join(f"`{d}` {c}/{STEPS}" for d, c in sorted(result["picks"].items()))
@@ -242,7 +230,7 @@ def main(argv=None) -> int:
         "test_mistakes": round(final["test_error"] * len(y_test) / 100),
         "curve": curve,
         "machine": runs.machine_description(),
-        "commit": commit(),
+        "commit": git_commit(),
         "command": "python benchmarks/ensemble_select.py " + " ".join(argv or sys.argv[1:]),
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -35,6 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from runinfo import git_commit  # noqa: E402
+
 OUT = os.path.join(HERE, "results", "serve_memory")  # .json and .md
 RUNS = 3  # server starts timed
 CONCURRENT = 16  # uploads at once
@@ -243,15 +247,6 @@ def main(argv=None) -> int:
         handle.write(markdown(report))
     print(markdown(report))
     return 1 if report["missed"] else 0
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+from runinfo import git_commit  # noqa: E402
 from speed_checks import load_expected, report_checks, speed_figures  # noqa: E402
 from speed_report import (  # noqa: E402, F401  (re-exported for the tests and other benchmarks)
     draw_chart,
@@ -62,7 +63,6 @@ from speed_report import (  # noqa: E402, F401  (re-exported for the tests and o
 )
 from speed_worker import (  # noqa: E402, F401
     EPOCH_STATISTICS,
-    git_commit,
     run_measurement,
     run_timed,
 )

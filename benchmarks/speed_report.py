@@ -241,7 +241,7 @@ def sweep_lines(rows: list[dict]) -> list[str]:
 def markdown(rows, matmul: float, args, elapsed: float) -> str:
     import time
 
-    from speed_worker import git_commit
+    from runinfo import git_commit
 
     from mnistlab.core.runs import machine_description
 

@@ -19,6 +19,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+
 KERAS_SCRIPT = os.path.join(HERE, "plain", "keras_tutorial.py")
 PLAIN = {
     # the tutorial's code, float32, TensorFlow's oneDNN kernels set as mnistlab sets them
@@ -115,19 +118,6 @@ def run_timed(command: list[str], env: dict) -> tuple[subprocess.CompletedProces
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     return done, time.perf_counter() - started
-
-
-def git_commit() -> str:
-    """The checkout's commit (with "+changes" when its tracked files differ from it), or "?"."""
-
-    def git(*words):
-        done = subprocess.run(["git", *words], capture_output=True, text=True, cwd=REPO)
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if not commit:
-        return "?"
-    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def measurement_env(impl: str, backend: str, model: str) -> dict:

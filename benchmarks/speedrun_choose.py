@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.redo:
         return redo(args)
-    from speed_worker import git_commit
+    from runinfo import git_commit
 
     from mnistlab.core import runs
     from mnistlab.data.mnist import load_mnist

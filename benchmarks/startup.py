@@ -32,6 +32,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from runinfo import git_commit  # noqa: E402
+
 OUT = os.path.join(HERE, "results", "startup")  # .json and .md
 RUNS = 5  # processes per command
 IMAGE_SIZE = (235, 231)  # width, height in pixels of one.png
@@ -104,15 +108,6 @@ def measure(command: list[str], runs: int) -> dict:
         "peak_mb_median": statistics.median(memory),
         "peak_mb_max": max(memory),
     }
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def missed_targets(rows: dict) -> list[str]:
