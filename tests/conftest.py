@@ -212,6 +212,32 @@ def run_cli(*args, env=None, timeout=SUBPROCESS_TIMEOUT):
     )
 
 
+def run_cli_in_process(*args) -> subprocess.CompletedProcess:
+    """Runs ``mnistlab ARGS`` as the console script does (``commands.main.main``), but in this
+    process, whose Keras is already loaded: for tests of what a command does, not of how a fresh
+    process starts (those use run_cli). In CLI_FOLDER, as run_cli; the environment and the
+    working folder are restored after. Returns a CompletedProcess of its exit status and what it
+    printed to sys.stdout and sys.stderr."""
+    import contextlib
+    import io
+
+    from mnistlab.commands.main import main
+
+    environment, folder = dict(os.environ), os.getcwd()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        os.chdir(CLI_FOLDER)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            status = main(list(args))
+    finally:
+        os.chdir(folder)
+        os.environ.clear()
+        os.environ.update(environment)
+    return subprocess.CompletedProcess(
+        ["mnistlab", *args], status, stdout.getvalue(), stderr.getvalue()
+    )
+
+
 def real_data_path():
     return os.environ.get("MNISTLAB_DATA")
 
