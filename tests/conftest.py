@@ -143,6 +143,42 @@ def fresh_python(code: str, **env_changes: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+# The driver of fresh_python_checks: each check's code in its own namespace, one after another;
+# prints {name: {"ok": ..., "last_line": ... or "error": the traceback's end}} as JSON.
+_CHECKS_DRIVER = """
+import contextlib, io, json, traceback
+results = {}
+for name, code in json.loads(%r).items():
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, name, "exec"), {"__name__": "__main__"})
+        lines = printed.getvalue().strip().splitlines()
+        results[name] = {"ok": True, "last_line": lines[-1] if lines else ""}
+    except BaseException:
+        results[name] = {"ok": False, "error": traceback.format_exc()[-3000:]}
+print(json.dumps(results))
+"""
+
+
+def fresh_python_checks(checks: dict[str, str], **env_changes: str) -> dict[str, dict]:
+    """Runs several checks in ONE new interpreter (as fresh_python sets it up), to pay a
+    backend's start-up once; each check's code runs in its own namespace, and one that raises
+    does not stop the others. Returns {name: {"ok": True, "last_line": its last printed line}
+    or {"ok": False, "error": the end of its traceback}}; pass each to ``check_passed``."""
+    import json
+
+    return json.loads(fresh_python(_CHECKS_DRIVER % json.dumps(checks), **env_changes))
+
+
+def check_passed(results: dict[str, dict], name: str, where: str) -> str:
+    """The last line check ``name`` printed, failing the test with the check's own traceback
+    (``where``: the process it ran in, for the message) when it raised."""
+    result = results[name]
+    assert result["ok"], f"the check {name!r} failed in {where}:\n{result['error']}"
+    return result["last_line"]
+
+
 def recorded_step_check(step: str) -> str:
     """Code for a fresh interpreter (numpy as np, rng, tempfile and os in scope): trains the MLP
     one epoch through mnistlab.train, resumes it for a second, and checks that meta.json records
@@ -173,6 +209,32 @@ def run_cli(*args, env=None, timeout=SUBPROCESS_TIMEOUT):
         env=full_env,
         timeout=timeout,
         cwd=CLI_FOLDER,
+    )
+
+
+def run_cli_in_process(*args) -> subprocess.CompletedProcess:
+    """Runs ``mnistlab ARGS`` as the console script does (``commands.main.main``), but in this
+    process, whose Keras is already loaded: for tests of what a command does, not of how a fresh
+    process starts (those use run_cli). In CLI_FOLDER, as run_cli; the environment and the
+    working folder are restored after. Returns a CompletedProcess of its exit status and what it
+    printed to sys.stdout and sys.stderr."""
+    import contextlib
+    import io
+
+    from mnistlab.commands.main import main
+
+    environment, folder = dict(os.environ), os.getcwd()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        os.chdir(CLI_FOLDER)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            status = main(list(args))
+    finally:
+        os.chdir(folder)
+        os.environ.clear()
+        os.environ.update(environment)
+    return subprocess.CompletedProcess(
+        ["mnistlab", *args], status, stdout.getvalue(), stderr.getvalue()
     )
 
 

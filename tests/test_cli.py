@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.conftest import needs_mnist, real_data_path, run_cli
+from tests.conftest import SUBPROCESS_TIMEOUT, needs_mnist, real_data_path, run_cli
 
 
 def test_train_then_evaluate_end_to_end(tmp_path, tiny_npz):
@@ -55,7 +55,9 @@ def test_models_lists_the_registry_with_parameter_counts():
     # listing reads the registry's data: no network is built, Keras never loads
     code = "import sys; from mnistlab.commands.main import main; main(['models']); "
     code += "assert 'keras' not in sys.modules, 'keras loaded'"
-    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    listed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
     assert listed.returncode == 0, listed.stderr
     result = run_cli("models", "--json")
     assert result.returncode == 0, result.stderr

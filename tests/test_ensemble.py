@@ -12,7 +12,7 @@ from mnistlab.core import runs
 from mnistlab.core.config import TrainConfig
 from mnistlab.training.ensemble import average_models, build_ensemble, member_trials
 from mnistlab.training.train import prepare_data
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_in_process
 
 
 def softmax(logits):
@@ -162,12 +162,25 @@ def test_cli_refuses_bad_member_counts(tmp_path):
     assert done.returncode == 2 and "at least 1 member" in done.stderr
 
 
-def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, tiny_npz, tmp_path):
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory, tiny_data):
+    """A finished mlp run (1 epoch) beside conftest's cnn run, for ensembles of the two; a test
+    that changes it works on a copy."""
     import mnistlab
+
+    folder = str(tmp_path_factory.mktemp("runs") / "mlp")
+    mnistlab.train("mlp", data=tiny_data, out=folder, epochs=1, val_size=200, verbose=0)
+    return folder
+
+
+def test_cli_averages_finished_runs_of_different_models(
+    trained_run, mlp_run, tiny_data, tiny_npz, tmp_path
+):
+    import shutil
+
     from mnistlab.models.saved import load_model, predict_probabilities
 
-    mlp = str(tmp_path / "mlp")
-    mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
+    mlp = shutil.copytree(mlp_run, str(tmp_path / "mlp"))
     # as a run from before the elastic and precision settings existed: its config.json lacks
     # them (it trained in float32, as a run of that day did)
     config_file = os.path.join(mlp, runs.CONFIG_FILE)
@@ -175,7 +188,9 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
     del old_config["elastic_alpha"], old_config["elastic_sigma"], old_config["precision"]
     runs.write_json(config_file, old_config)
     out = str(tmp_path / "mixed")
-    done = run_cli("ensemble", "--runs", trained_run, mlp, "--out", out, "--data", tiny_npz)
+    done = run_cli_in_process(
+        "ensemble", "--runs", trained_run, mlp, "--out", out, "--data", tiny_npz
+    )
     assert done.returncode == 0, done.stderr
     assert "Ensemble of 2" in done.stdout
     _, (x_test, y_test) = tiny_data
@@ -204,15 +219,15 @@ def test_cli_averages_finished_runs_of_different_models(trained_run, tiny_data, 
         assert recipe["member_config"]["precision"] == "float32"
 
 
-def test_cli_weights_runs_and_records_the_weights(trained_run, tiny_data, tiny_npz, tmp_path):
-    import mnistlab
+def test_cli_weights_runs_and_records_the_weights(
+    trained_run, mlp_run, tiny_data, tiny_npz, tmp_path
+):
     from mnistlab.models.saved import load_model, predict_probabilities
 
-    mlp = str(tmp_path / "mlp")
-    mnistlab.train("mlp", data=tiny_data, out=mlp, epochs=1, val_size=200, verbose=0)
+    mlp = mlp_run
     out = str(tmp_path / "weighted")
     args = ["ensemble", "--runs", trained_run, mlp, "--weights", "3", "1", "--out", out]
-    done = run_cli(*args, "--data", tiny_npz)
+    done = run_cli_in_process(*args, "--data", tiny_npz)
     assert done.returncode == 0, done.stderr
     assert "Members' weights: 0.7500, 0.2500" in done.stdout
     _, (x_test, y_test) = tiny_data
@@ -222,7 +237,7 @@ def test_cli_weights_runs_and_records_the_weights(trained_run, tiny_data, tiny_n
     metrics = runs.read_json(os.path.join(out, runs.METRICS_FILE))
     assert metrics["error"] == pytest.approx(100 * np.mean(expected.argmax(axis=1) != y_test))
     assert runs.read_json(os.path.join(out, "ensemble.json"))["member_weights"] == [0.75, 0.25]
-    shown = run_cli("evaluate", out, "--data", tiny_npz)
+    shown = run_cli_in_process("evaluate", out, "--data", tiny_npz)
     assert shown.returncode == 0, shown.stderr
 
 

@@ -7,7 +7,7 @@ import mnistlab
 from mnistlab.models.saved import TTA_SHIFTS, measure, predict_probabilities, shift_images
 from mnistlab.training.augment import affine_warp
 
-from .conftest import run_cli
+from .conftest import run_cli_in_process
 
 
 def _by_hand(image, down, right):
@@ -78,6 +78,6 @@ def test_evaluate_with_tta_on_a_trained_run(trained_run, tiny_data):
 
 
 def test_evaluate_command_takes_tta(trained_run, tiny_npz):
-    result = run_cli("evaluate", trained_run, "--data", tiny_npz, "--tta")
+    result = run_cli_in_process("evaluate", trained_run, "--data", tiny_npz, "--tta")
     assert result.returncode == 0, result.stderr
     assert "each averaged with its 4 one-pixel shifts" in result.stdout

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from mnistlab.models.registry import REGISTRY
-from tests.conftest import REPO, fresh_python
+from tests.conftest import REPO, SUBPROCESS_TIMEOUT, fresh_python
 
 BACKENDS = [name for name in ("tensorflow", "jax", "torch") if importlib.util.find_spec(name)]
 # the networks with a layer of mnistlab's own (models/layers.py), which `import mnistlab`
@@ -149,7 +149,7 @@ def test_a_missing_private_name_falls_back_to_plain_keras_with_one_line():
         env={**__import__("os").environ, "KERAS_BACKEND": BACKENDS[-1]},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.startswith("mnistlab:")]

@@ -6,7 +6,7 @@ ensembles that use it (test_ensemble.py)."""
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, fresh_python
+from tests.conftest import REPO, check_passed, fresh_python, fresh_python_checks
 
 
 def pool_by_hand(images, rows, columns):
@@ -66,9 +66,8 @@ print("same")
 """
 
 
-def test_on_jax_it_pools_by_reshape_with_keras_s_values_and_gradients():
-    pytest.importorskip("jax")
-    assert fresh_python(JAX_CHECK, KERAS_BACKEND="jax") == "same"
+def test_on_jax_it_pools_by_reshape_with_keras_s_values_and_gradients(fresh_backend_checks):
+    assert fresh_backend_checks("jax", "pooling") == "same"
 
 
 TORCH_CHECK = f"""
@@ -96,9 +95,8 @@ print("same")
 """
 
 
-def test_on_torch_it_pools_a_view_with_keras_s_values_and_gradients():
-    pytest.importorskip("torch")
-    assert fresh_python(TORCH_CHECK, KERAS_BACKEND="torch") == "same"
+def test_on_torch_it_pools_a_view_with_keras_s_values_and_gradients(fresh_backend_checks):
+    assert fresh_backend_checks("torch", "pooling") == "same"
 
 
 def deskew_by_hand(images, max_skew=1.0):
@@ -215,9 +213,32 @@ print("same")
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_deskew_is_the_loop_by_hand_on_the_other_backends(backend):
-    pytest.importorskip(backend)
-    assert fresh_python(DESKEW_CHECK, KERAS_BACKEND=backend) == "same"
+def test_deskew_is_the_loop_by_hand_on_the_other_backends(backend, fresh_backend_checks):
+    assert fresh_backend_checks(backend, "deskew") == "same"
+
+
+# The quick checks on the other backends, one fresh interpreter a backend (each pays the
+# backend's and Keras's start-up, several seconds under load, once)
+BACKEND_CHECKS = {
+    "jax": {"pooling": JAX_CHECK, "deskew": DESKEW_CHECK},
+    "torch": {"pooling": TORCH_CHECK, "deskew": DESKEW_CHECK},
+}
+
+
+@pytest.fixture(scope="module")
+def fresh_backend_checks():
+    """check(backend, name): the last line BACKEND_CHECKS[backend][name] printed in the
+    backend's fresh interpreter, started when a test first asks (skipped where the backend is
+    not installed); a check that raised fails the test with its traceback."""
+    results = {}
+
+    def check(backend: str, name: str) -> str:
+        pytest.importorskip(backend)
+        if backend not in results:
+            results[backend] = fresh_python_checks(BACKEND_CHECKS[backend], KERAS_BACKEND=backend)
+        return check_passed(results[backend], name, f"a fresh {backend} interpreter")
+
+    return check
 
 
 # What both backends' checks of the bfloat16 products start from: a layer's input and weights

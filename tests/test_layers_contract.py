@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.conftest import SUBPROCESS_TIMEOUT
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINT_IMPORTS = shutil.which("lint-imports", path=os.path.dirname(sys.executable))
 
@@ -24,7 +26,7 @@ def lint(package_root: str) -> subprocess.CompletedProcess:
         text=True,
         env=environment,
         cwd=package_root,
-        timeout=300,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 

@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from tests.conftest import SUBPROCESS_TIMEOUT
+
 jupytext = pytest.importorskip("jupytext", reason="pip install -e '.[dev]' for the notebooks")
 nbformat = pytest.importorskip("nbformat")
 
@@ -125,7 +127,10 @@ def test_a_notebook_runs_in_a_real_kernel_and_shows_its_pictures(tmp_path, monke
     notebook = nbformat.read(os.path.join(NOTEBOOKS, "01-mnist-the-data.ipynb"), as_version=4)
     folder = str(tmp_path / "docs" / "notebooks")  # where Jupyter starts a notebook's kernel
     client = nbclient.NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": folder}}
+        notebook,
+        timeout=SUBPROCESS_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": folder}},
     )
     client.execute()
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]

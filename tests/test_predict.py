@@ -16,7 +16,7 @@ from mnistlab.commands.main import main
 from mnistlab.data.inputs import load_input
 from mnistlab.data.preprocess import to_mnist
 from mnistlab.serving.predict import input_picture_names, percent
-from tests.conftest import load_benchmark, run_cli
+from tests.conftest import load_benchmark, run_cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_cli_batch_with_bad_files_classifies_the_others_and_exits_1(tmp_path, tr
     }
     images = [good[0], *bad, good[1]]
     shown = tmp_path / "seen"
-    result = run_cli(
+    result = run_cli_in_process(
         "predict", "--model", trained_run, "--json", "--show-input", str(shown), *images
     )
     assert result.returncode == 2, result.stderr  # bad input, as for every command

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import REPO, fresh_python, needs_mnist
+from tests.conftest import REPO, SUBPROCESS_TIMEOUT, fresh_python, needs_mnist
 
 # what TensorFlow, XLA, absl, oneDNN and CUDA print: absl's I/W/E0000 prefixes and their words
 BACKEND_LOG = re.compile(
@@ -34,7 +34,7 @@ def quiet_env(**extra) -> dict:
 _LOGGING_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "MNISTLAB_QUIET", "MNISTLAB_VERBOSE")
 
 
-def mnistlab(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+def mnistlab(*args, env=None, timeout=SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mnistlab", *args],
         capture_output=True,
@@ -86,7 +86,11 @@ def test_quiet_backends_yields_to_the_user(env, quiet):
         "print(quiet_backends(), os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=quiet_env(**env)
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=quiet_env(**env),
+        timeout=SUBPROCESS_TIMEOUT,
     )
     expected_level = env.get("TF_CPP_MIN_LOG_LEVEL", "3" if quiet else None)
     assert result.stdout.split() == [str(quiet), str(expected_level)], result.stderr
@@ -120,7 +124,7 @@ def test_serve_stderr_holds_no_backend_line():
         cwd=REPO,
     )
     try:
-        deadline, health = time.monotonic() + 60, None
+        deadline, health = time.monotonic() + SUBPROCESS_TIMEOUT, None
         while time.monotonic() < deadline and server.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
@@ -131,7 +135,7 @@ def test_serve_stderr_holds_no_backend_line():
         assert health == 200
     finally:
         server.terminate()
-        stdout, stderr = server.communicate(timeout=30)
+        stdout, stderr = server.communicate(timeout=SUBPROCESS_TIMEOUT)
     assert "on onnx" in stdout, stdout  # the shipped model.onnx, without Keras
     assert backend_lines(stderr) == [], stderr
 
@@ -182,6 +186,10 @@ def test_silent_descriptor_2_keeps_python_stderr():
         "os.write(2, b'after\\n')\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=quiet_env()
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.stderr.splitlines() == ["from Python", "after"]

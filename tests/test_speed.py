@@ -443,6 +443,7 @@ def test_speedrun_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     assert (tmp_path / "speedrun.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a benchmark script in tiny mode: two trainings in fresh processes, ~15 s
 def test_main_job_benchmark_runs_the_command_in_tiny_mode(tmp_path, tiny_npz):
     """benchmarks/main_job.py times `mnistlab train` itself: its rows come from the runs' own
     records (backend, precision, one epoch line per epoch) and its wall time holds the training."""

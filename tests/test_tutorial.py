@@ -55,7 +55,7 @@ Expected output
     the data) on the machine the page names, and are not compared.
 
 Run the whole thing (about 1-2 minutes on 2 cores):
-    MNISTLAB_DATA=../shared/data/mnist python -m pytest -q tests/test_tutorial.py
+    MNISTLAB_DATA=../shared/data/mnist python -m pytest -q -m slow tests/test_tutorial.py
 """
 
 from __future__ import annotations
@@ -383,6 +383,7 @@ def test_block_runs_and_prints_what_the_page_shows(block, tutorial_run):
         )
 
 
+@pytest.mark.slow  # needs the whole tutorial's run on real MNIST (tutorial_run), as above
 def test_the_cells_notebooks_add_to_the_page_run(tutorial_run):
     added = [r for r in tutorial_run.values() if r["name"].endswith(NOTEBOOK_CELL)]
     assert added, "no set-up cells ran: docs/notebooks/ is empty or was not reached"
