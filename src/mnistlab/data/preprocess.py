@@ -123,8 +123,8 @@ def _paper_behind(luma: np.ndarray, alpha: np.ndarray) -> float:
     if not opaque.any():
         return 255.0
     if opaque.mean() < 0.5:
-        return 255.0 if np.median(luma[opaque]) < 128 else 0.0
-    return float(np.median(luma[opaque]))
+        return 255.0 if _median(luma[opaque]) < 128 else 0.0
+    return _median(luma[opaque])
 
 
 def _reduce(gray: np.ndarray, longest: int) -> np.ndarray:
@@ -174,8 +174,8 @@ def _canvas_digit(gray: np.ndarray, paper: float, label: str) -> np.ndarray:
     if not differs.any():
         raise _blank(label)
     top, left, bottom, right = _bounds(differs)
-    dark = _ink_is_dark(gray - paper)
     crop = gray[top:bottom, left:right]
+    dark = np.count_nonzero(crop < paper) > np.count_nonzero(crop > paper)  # no noise here
     if dark:  # reflected light: ink contrast scales with the paper's brightness
         ink = (np.float32(paper) - crop) * np.float32(255.0 / max(paper, 16.0))
     else:
@@ -336,15 +336,24 @@ def _select_digit(ink: np.ndarray, label: str, levels=None) -> np.ndarray:
     keep = _digit_blobs(mass, boxes, main)
     digit_box = np.concatenate([boxes[keep, :2].min(0), boxes[keep, 2:].max(0)])
     top, left, bottom, right = (int(v) for v in digit_box)
-    mask = np.zeros((bottom - top, right - left), bool)
-    for row, start, end in zip(
-        rows[keep[labels]], starts[keep[labels]], ends[keep[labels]], strict=False
-    ):
-        mask[row - top, start - left : end - left] = True
+    mask = _runs_mask(
+        rows[keep[labels]] - top,
+        starts[keep[labels]] - left,
+        ends[keep[labels]] - left,
+        (bottom - top, right - left),
+    )
     crop = ink[top:bottom, left:right]
-    level = float(np.median(crop[mask & (crop > strong)]))
+    level = _median(crop[mask & (crop > strong)])
     digit = np.where(mask, np.clip((crop - weak) / max(level - weak, 1e-3), 0, 1), 0)
     return _thicken(digit.astype(np.float32))
+
+
+def _runs_mask(rows, starts, ends, shape) -> np.ndarray:
+    """(H, W) bool: True on the runs [start, end) of each row (runs do not overlap)."""
+    steps = np.zeros((shape[0], shape[1] + 1), np.int32)
+    np.add.at(steps, (rows, starts), 1)
+    np.add.at(steps, (rows, ends), -1)
+    return np.cumsum(steps, axis=1)[:, :-1] > 0
 
 
 def _ink_levels(ink: np.ndarray, label: str, paper_pixels: int | None = None):
@@ -369,7 +378,7 @@ def _ink_levels(ink: np.ndarray, label: str, paper_pixels: int | None = None):
     strong_ink = ink > strong
     if float(ink.max()) - centre < MIN_INK_CONTRAST or not strong_ink.any():
         raise _blank(label)
-    level = float(np.median(ink[strong_ink]))  # typical ink
+    level = _median(ink[strong_ink])  # typical ink
     return strong, max(noise_floor, centre + 0.25 * (level - centre)), level
 
 
