@@ -326,6 +326,27 @@ def _select_digit(ink: np.ndarray, label: str, levels=None) -> np.ndarray:
     strong_ink, weak_ink = ink > strong, ink > weak
     top, left, bottom, right = _bounds(weak_ink)  # blobs are found inside the weak ink's box
     rows, starts, ends, labels = _label_runs(weak_ink[top:bottom, left:right])
+    if labels.max() == 0:  # one blob, with the strong ink in it (a drawing's usual case)
+        if int((ends - starts).sum()) < MIN_INK_PIXELS:
+            raise _blank(label)
+        mask = weak_ink[top:bottom, left:right]
+    else:
+        box, runs = (top, left, bottom, right), (rows, starts, ends, labels)
+        top, left, bottom, right, mask = _digit_mask(ink, weak, strong_ink, box, runs, label)
+    crop = ink[top:bottom, left:right]
+    level = _median(crop[mask & (crop > strong)])
+    digit = np.where(mask, np.clip((crop - weak) / max(level - weak, 1e-3), 0, 1), 0)
+    return _thicken(digit.astype(np.float32))
+
+
+def _digit_mask(ink, weak, strong_ink, box, runs, label):
+    """The box (top, left, bottom, right) and mask of the blobs that make the digit.
+
+    Args:
+        box: the weak ink's box; runs: _label_runs of the weak ink inside it.
+    """
+    top, left, bottom, right = box
+    rows, starts, ends, labels = runs
     region, region_strong = ink[top:bottom, left:right], strong_ink[top:bottom, left:right]
     mass, pixels, boxes = _blob_stats(region, weak, region_strong, rows, starts, ends, labels)
     rows, starts, ends = rows + top, starts + left, ends + left  # back to ink's coordinates
@@ -342,10 +363,7 @@ def _select_digit(ink: np.ndarray, label: str, levels=None) -> np.ndarray:
         ends[keep[labels]] - left,
         (bottom - top, right - left),
     )
-    crop = ink[top:bottom, left:right]
-    level = _median(crop[mask & (crop > strong)])
-    digit = np.where(mask, np.clip((crop - weak) / max(level - weak, 1e-3), 0, 1), 0)
-    return _thicken(digit.astype(np.float32))
+    return top, left, bottom, right, mask
 
 
 def _runs_mask(rows, starts, ends, shape) -> np.ndarray:
