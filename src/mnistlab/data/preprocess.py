@@ -17,11 +17,12 @@ the same, after turning a real-world image into clean light ink on black:
 5. hairline strokes, thinner than almost all of MNIST's, are thickened to 2 of 28 pixels;
 6. fit the longest side to 20 pixels and shift the centre of mass to (14, 14), clipping nothing.
 
-A clean drawing (a canvas: transparent, or one exact colour, behind the strokes) skips steps 3
-and the first part of 4: its paper is that exact level, its ink how far a pixel is from it, and
-the blobs are found inside the box of the pixels that differ from the paper (see _canvas_paper
-for the rule). This is ~3x faster; on such drawings it gives the full pipeline's 28x28, except
-where the full pipeline's paper estimate takes thick ink for paper (the fast path is exact).
+A clean drawing (a canvas: transparent, or one exact colour, behind the strokes) skips the
+paper-surface fits of steps 2 and 3: its paper is that exact level (noise 0), its ink how far a
+pixel is from it, and step 4's thresholds and blobs are found inside the box of the pixels that
+differ from the paper (see _canvas_paper for the rule). A 300x300 drawing takes 2.2 ms instead
+of 5.2 (decoding included); the 28x28 is the full pipeline's, except where the full pipeline's
+paper estimate takes thick ink for paper and dims it (the fast path uses the exact level).
 
 Example:
     >>> from mnistlab.data.preprocess import to_mnist
