@@ -341,6 +341,8 @@ def test_serve_command_refuses_bad_arguments():
     result = run_cli("serve", "--model", "cnn")
     assert result.returncode == 2 and "architecture, not a trained model" in result.stderr
     assert "Traceback" not in result.stderr
+    result = run_cli("serve", "--workers", "0")
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
 
 
 def load_benchmark(name: str):
@@ -372,8 +374,9 @@ def test_benchmark_quick_mode(trained_run, tmp_path):
 
 
 def test_serve_load_benchmark_measures_and_judges(trained_run, tmp_path, monkeypatch):
-    """benchmarks/serve_load.py, few requests: every figure is written, every request answered
-    200; its exit status says whether a target was missed (likely, with so few requests)."""
+    """benchmarks/serve_load.py, few requests, 2 server workers: every figure is written, every
+    request answered 200; its exit status says whether a target was missed (likely, with so
+    few requests)."""
     from mnistlab.serving.export import export_onnx
 
     benchmark = load_benchmark("serve_load")
@@ -383,10 +386,12 @@ def test_serve_load_benchmark_measures_and_judges(trained_run, tmp_path, monkeyp
     model = str(tmp_path / "model.onnx")  # ONNX: the server starts without TensorFlow
     export_onnx(trained_run, model, check="synthetic")
     out = tmp_path / "serve_load.md"
-    status = benchmark.main(["--requests", "100", "--model", model, "--out", str(out)])
+    arguments = ["--requests", "100", "--model", model, "--out", str(out), "--workers", "2"]
+    status = benchmark.main(arguments)
     report = json.loads(out.with_suffix(".json").read_text())
     assert status == (1 if report["missed"] else 0)
-    for kind in ("28x28 PNG", "280x280 canvas PNG"):
+    assert report["figures"]["workers"] == 2
+    for kind in benchmark.KINDS:
         figures = report["figures"][kind]
         assert figures["requests"] == 100 and figures["errors"] == 0, figures
         assert len(figures["rss_mb"]) == 2 and figures["p99_ms"] >= figures["p50_ms"] > 0

@@ -29,6 +29,12 @@ def add_cli(subparsers) -> None:
         default="auto",
         help="auto: ONNX Runtime when the model exports and matches Keras (faster), else Keras",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port, one model each (default: %(default)s)",
+    )
     parser.add_argument("--log-requests", action="store_true", help="print one line per request")
     add_backend_argument(parser)
     parser.set_defaults(func=_serve_command)
@@ -37,8 +43,10 @@ def add_cli(subparsers) -> None:
 def _serve_command(args) -> int:
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}.")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}.")
     try:
-        serve(args.model, args.host, args.port, args.runtime, args.log_requests)
+        serve(args.model, args.host, args.port, args.runtime, args.log_requests, args.workers)
     except KeyboardInterrupt:
         pass
     return 0

@@ -17,6 +17,13 @@ the same, after turning a real-world image into clean light ink on black:
 5. hairline strokes, thinner than almost all of MNIST's, are thickened to 2 of 28 pixels;
 6. fit the longest side to 20 pixels and shift the centre of mass to (14, 14), clipping nothing.
 
+A clean drawing (a canvas: transparent, or one exact colour, behind the strokes) skips the
+paper-surface fits of steps 2 and 3: its paper is that exact level (noise 0), its ink how far a
+pixel is from it, and step 4's thresholds and blobs are found inside the box of the pixels that
+differ from the paper (see _canvas_paper for the rule). A 300x300 drawing takes 2.2 ms instead
+of 5.2 (decoding included); the 28x28 is the full pipeline's, except where the full pipeline's
+paper estimate takes thick ink for paper and dims it (the fast path uses the exact level).
+
 Example:
     >>> from mnistlab.data.preprocess import to_mnist
     >>> image = to_mnist("my_digit.jpg")  # (28, 28) uint8, light digit on black
@@ -77,8 +84,12 @@ def to_mnist(source, preprocess: bool = True, *, name: str | None = None) -> np.
             )
         return np.round(gray).astype(np.uint8)
     gray = _reduce(gray, WORK_SIZE)
-    ink = _ink_strength(gray)
-    digit = _select_digit(ink, label)  # (h, w) float32 in 0..1, cropped to the ink
+    paper = _canvas_paper(gray)
+    if paper is None:  # a photo or scan: fit its paper, then find the digit's blobs
+        ink = _ink_strength(gray)
+        digit = _select_digit(ink, label)  # (h, w) float32 in 0..1, cropped to the ink
+    else:  # a clean drawing: its ink is what differs from the canvas
+        digit = _canvas_digit(gray, paper, label)
     return _fit_and_centre(digit)
 
 
@@ -113,8 +124,8 @@ def _paper_behind(luma: np.ndarray, alpha: np.ndarray) -> float:
     if not opaque.any():
         return 255.0
     if opaque.mean() < 0.5:
-        return 255.0 if np.median(luma[opaque]) < 128 else 0.0
-    return float(np.median(luma[opaque]))
+        return 255.0 if _median(luma[opaque]) < 128 else 0.0
+    return _median(luma[opaque])
 
 
 def _reduce(gray: np.ndarray, longest: int) -> np.ndarray:
@@ -124,6 +135,54 @@ def _reduce(gray: np.ndarray, longest: int) -> np.ndarray:
     scale = longest / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(gray, "F").resize(size, BOX))
+
+
+# ---------------------------------------------------------------- clean canvases
+
+CANVAS_BORDER = 0.98  # fraction of the border pixels at the canvas's exact level, at least
+CANVAS_AREA = 0.5  # fraction of all pixels at that level, at least
+MIN_CANVAS_SIZE = 64  # pixels: smaller images keep the full pipeline (it is cheap there)
+
+
+def _canvas_paper(gray: np.ndarray) -> float | None:
+    """The paper's level if gray is a clean drawing, else None (a photo or scan).
+
+    Clean: the most common level along the border is one exact value (transparency became
+    one exact paper level in _grayscale; a drawing app's canvas is one colour) on at least
+    98% of the border pixels and at least half of all pixels. A photo's or a scan's paper
+    varies by a few gray levels from pixel to pixel (sensor noise, JPEG), so it never is.
+    """
+    if max(gray.shape) < MIN_CANVAS_SIZE:
+        return None
+    border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    levels, counts = np.unique(border, return_counts=True)
+    paper = levels[np.argmax(counts)]
+    if counts.max() < CANVAS_BORDER * border.size:
+        return None
+    if np.count_nonzero(gray == paper) < CANVAS_AREA * gray.size:
+        return None
+    return float(paper)
+
+
+def _canvas_digit(gray: np.ndarray, paper: float, label: str) -> np.ndarray:
+    """A clean drawing's digit, as _select_digit finds it, from the strokes' box alone.
+
+    Outside the box of the pixels that differ from the paper the ink is exactly 0, so the
+    thresholds (paper noise 0, Otsu's with those zeros counted) and the blobs are those of
+    the whole image, found on a fraction of its pixels.
+    """
+    differs = gray != paper
+    if not differs.any():
+        raise _blank(label)
+    top, left, bottom, right = _bounds(differs)
+    crop = gray[top:bottom, left:right]
+    dark = np.count_nonzero(crop < paper) > np.count_nonzero(crop > paper)  # no noise here
+    if dark:  # reflected light: ink contrast scales with the paper's brightness
+        ink = (np.float32(paper) - crop) * np.float32(255.0 / max(paper, 16.0))
+    else:
+        ink = crop - np.float32(paper)
+    levels = _ink_levels(ink, label, paper_pixels=gray.size - crop.size)
+    return _select_digit(ink, label, levels)
 
 
 # ---------------------------------------------------------------- paper and ink
@@ -235,10 +294,11 @@ def _filter3(grid: np.ndarray, reduce) -> np.ndarray:
     return out
 
 
-def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold of values in 0..255 (256 bins)."""
+def _otsu(values: np.ndarray, zeros: int = 0) -> float:
+    """Otsu's threshold of values in 0..255 (256 bins), with zeros more values of 0."""
     # np.histogram(values, 256, (0, 256)) for values in 0..255: bin i holds [i, i + 1)
     counts = np.bincount(values.astype(np.int64).ravel(), minlength=256)[:256].astype(np.float64)
+    counts[0] += zeros
     edges = np.arange(257, dtype=np.float64)
     centres = (edges[:-1] + edges[1:]) / 2
     weight_low = np.cumsum(counts)
@@ -253,51 +313,99 @@ def _otsu(values: np.ndarray) -> float:
 # ---------------------------------------------------------------- the digit
 
 
-def _select_digit(ink: np.ndarray, label: str) -> np.ndarray:
+def _select_digit(ink: np.ndarray, label: str, levels=None) -> np.ndarray:
     """The digit's ink, cropped: (h, w) float32 in 0..1, 1 = full ink, specks removed.
+
+    levels: _ink_levels(ink, label) when None (a clean drawing's crop brings its own).
 
     Thresholds: strong (sure ink: above Otsu's threshold and half the contrast of the 50
     strongest pixels) and weak (edges, anti-aliasing: a quarter of the ink's typical level),
     both above the paper's noise. A blob of weak pixels is kept if it has strong pixels, is
     not a speck, and is near the largest.
     """
-    sample = ink[:: 1 + ink.shape[0] // 300, :: 1 + ink.shape[1] // 300]  # enough for medians
-    centre = _median(sample)
-    sigma = 1.4826 * _median(np.abs(sample - centre))  # paper noise, robust to ink
-    noise_floor = centre + max(6.0 * sigma, 8.0)
-    peak = _fiftieth_largest(ink)
-    strong = max(noise_floor, _otsu(np.clip(ink, 0, 255)), centre + 0.5 * (peak - centre))
-    blank = ImageError(
-        f"No digit found in {label}: the page looks blank (no ink stands out from the paper "
-        f"by {MIN_INK_CONTRAST:.0f} gray levels). Write the digit darker or larger and try again."
-    )
-    strong_ink = ink > strong
-    if float(ink.max()) - centre < MIN_INK_CONTRAST or not strong_ink.any():
-        raise blank
-    level = float(np.median(ink[strong_ink]))  # typical ink
-    weak = max(noise_floor, centre + 0.25 * (level - centre))
-    weak_ink = ink > weak
+    strong, weak, _ = levels or _ink_levels(ink, label)
+    strong_ink, weak_ink = ink > strong, ink > weak
     top, left, bottom, right = _bounds(weak_ink)  # blobs are found inside the weak ink's box
     rows, starts, ends, labels = _label_runs(weak_ink[top:bottom, left:right])
+    if labels.max() == 0:  # one blob, with the strong ink in it (a drawing's usual case)
+        if int((ends - starts).sum()) < MIN_INK_PIXELS:
+            raise _blank(label)
+        mask = weak_ink[top:bottom, left:right]
+    else:
+        box, runs = (top, left, bottom, right), (rows, starts, ends, labels)
+        top, left, bottom, right, mask = _digit_mask(ink, weak, strong_ink, box, runs, label)
+    crop = ink[top:bottom, left:right]
+    level = _median(crop[mask & (crop > strong)])
+    digit = np.where(mask, np.clip((crop - weak) / max(level - weak, 1e-3), 0, 1), 0)
+    return _thicken(digit.astype(np.float32))
+
+
+def _digit_mask(ink, weak, strong_ink, box, runs, label):
+    """The box (top, left, bottom, right) and mask of the blobs that make the digit.
+
+    Args:
+        box: the weak ink's box; runs: _label_runs of the weak ink inside it.
+    """
+    top, left, bottom, right = box
+    rows, starts, ends, labels = runs
     region, region_strong = ink[top:bottom, left:right], strong_ink[top:bottom, left:right]
     mass, pixels, boxes = _blob_stats(region, weak, region_strong, rows, starts, ends, labels)
     rows, starts, ends = rows + top, starts + left, ends + left  # back to ink's coordinates
     boxes += np.array([top, left, top, left])
     main = int(np.argmax(mass))
     if pixels[main] < MIN_INK_PIXELS:
-        raise blank
+        raise _blank(label)
     keep = _digit_blobs(mass, boxes, main)
     digit_box = np.concatenate([boxes[keep, :2].min(0), boxes[keep, 2:].max(0)])
     top, left, bottom, right = (int(v) for v in digit_box)
-    mask = np.zeros((bottom - top, right - left), bool)
-    for row, start, end in zip(
-        rows[keep[labels]], starts[keep[labels]], ends[keep[labels]], strict=False
-    ):
-        mask[row - top, start - left : end - left] = True
-    crop = ink[top:bottom, left:right]
-    level = float(np.median(crop[mask & (crop > strong)]))
-    digit = np.where(mask, np.clip((crop - weak) / max(level - weak, 1e-3), 0, 1), 0)
-    return _thicken(digit.astype(np.float32))
+    mask = _runs_mask(
+        rows[keep[labels]] - top,
+        starts[keep[labels]] - left,
+        ends[keep[labels]] - left,
+        (bottom - top, right - left),
+    )
+    return top, left, bottom, right, mask
+
+
+def _runs_mask(rows, starts, ends, shape) -> np.ndarray:
+    """(H, W) bool: True on the runs [start, end) of each row (runs do not overlap)."""
+    steps = np.zeros((shape[0], shape[1] + 1), np.int32)
+    np.add.at(steps, (rows, starts), 1)
+    np.add.at(steps, (rows, ends), -1)
+    return np.cumsum(steps, axis=1)[:, :-1] > 0
+
+
+def _ink_levels(ink: np.ndarray, label: str, paper_pixels: int | None = None):
+    """strong, weak: the two thresholds of _select_digit; level: the strong ink's median.
+
+    paper_pixels: None for a whole image; for a clean drawing's crop, the number of pixels
+    around it, all exactly paper (ink 0): the paper's level and noise are then 0.
+
+    Raises:
+        ImageError: no ink stands out from the paper (a blank page).
+    """
+    if paper_pixels is None:
+        sample = ink[:: 1 + ink.shape[0] // 300, :: 1 + ink.shape[1] // 300]  # for medians
+        centre = _median(sample)
+        sigma = 1.4826 * _median(np.abs(sample - centre))  # paper noise, robust to ink
+    else:
+        centre, sigma = 0.0, 0.0
+    noise_floor = centre + max(6.0 * sigma, 8.0)
+    peak = _fiftieth_largest(ink)
+    otsu = _otsu(np.clip(ink, 0, 255), zeros=paper_pixels or 0)
+    strong = max(noise_floor, otsu, centre + 0.5 * (peak - centre))
+    strong_ink = ink > strong
+    if float(ink.max()) - centre < MIN_INK_CONTRAST or not strong_ink.any():
+        raise _blank(label)
+    level = _median(ink[strong_ink])  # typical ink
+    return strong, max(noise_floor, centre + 0.25 * (level - centre)), level
+
+
+def _blank(label: str) -> ImageError:
+    return ImageError(
+        f"No digit found in {label}: the page looks blank (no ink stands out from the paper "
+        f"by {MIN_INK_CONTRAST:.0f} gray levels). Write the digit darker or larger and try again."
+    )
 
 
 def _median(values: np.ndarray) -> float:

@@ -646,6 +646,7 @@ def serve(
     port: int = DEFAULT_PORT,
     runtime: str = "auto",
     log_requests: bool = False,
+    workers: int = 1,
 ) -> None:
     """Loads the model and serves the page and API until interrupted.
 
@@ -654,6 +655,7 @@ def serve(
         host, port: where to listen (127.0.0.1: this machine only; 0.0.0.0: the network).
         runtime: "auto", "onnx" or "keras" (see inference.load_predictor).
         log_requests: print one line per request (costs throughput under load).
+        workers: server processes sharing the port, each with its own copy of the model.
     """
     try:
         import uvicorn
@@ -663,12 +665,28 @@ def serve(
         ) from None
 
     _return_freed_memory()
-    predictor = load_predictor(spec, runtime)
+    predictor = load_predictor(spec, runtime)  # in every worker too; here: fail early, say what
     print(
         f"Model {predictor.name} from {predictor.source} on {predictor.runtime} "
-        f"({predictor.note}).\nServing on http://{host}:{port}/  (Ctrl+C to stop)",
+        f"({predictor.note}).\nServing on http://{host}:{port}/  (Ctrl+C to stop)"
+        + (f", {workers} worker processes" if workers > 1 else ""),
         flush=True,
     )
-    uvicorn.run(
-        create_app(predictor), host=host, port=port, access_log=log_requests, log_level="warning"
-    )
+    options = {"host": host, "port": port, "access_log": log_requests, "log_level": "warning"}
+    if workers <= 1:
+        uvicorn.run(create_app(predictor), **options)
+        return
+    del predictor
+    os.environ[WORKER_MODEL] = "" if spec is None else str(spec)
+    os.environ[WORKER_RUNTIME] = runtime
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+
+
+WORKER_MODEL, WORKER_RUNTIME = "MNISTLAB_SERVE_MODEL", "MNISTLAB_SERVE_RUNTIME"
+
+
+def worker_app():
+    """The app of one of serve(workers=N)'s processes: the model serve() was given."""
+    _return_freed_memory()
+    spec = os.environ.get(WORKER_MODEL) or None
+    return create_app(load_predictor(spec, os.environ.get(WORKER_RUNTIME, "auto")))
