@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -22,3 +23,15 @@ def git_commit() -> str:
     if not commit:
         return "?"
     return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def write_report(report: dict, out: str, markdown: str) -> int:
+    """Writes OUT (Markdown) and the JSON beside it, prints the Markdown; returns the exit
+    status: 1 when the report lists missed targets, else 0."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(os.path.splitext(out)[0] + ".json", "w") as handle:
+        json.dump(report, handle, indent=2)
+    with open(out, "w") as handle:
+        handle.write(markdown)
+    print(markdown)
+    return 1 if report["missed"] else 0

@@ -35,22 +35,23 @@ import io
 import json
 import math
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from runinfo import git_commit, write_report  # noqa: E402
+from server_process import free_port, start_server, stop  # noqa: E402
+
 OUT = os.path.join(HERE, "results", "serve_load")  # .json and .md
 CONNECTIONS = 8  # concurrent keep-alive clients
 REQUESTS = 10_000  # requests per kind
 WARMUP = 200  # requests per kind before the measured ones
 RSS_EVERY = 1_000  # requests between samples of the server's resident memory
 PREPROCESS_CALLS = 300  # 300x300 PNGs timed one at a time, in the server and in process
-SERVER_START_TIMEOUT = 120  # seconds for the server to load the model and answer
 PAGE = "280x280 canvas PNG, first_layer"  # as the page sends it: no target of its own
 KINDS = ("28x28 PNG", "280x280 canvas PNG", PAGE)
 TARGETS = {
@@ -127,45 +128,6 @@ def multipart(data: bytes, boundary: str = "----mnistlabBoundary7MA4YWxkTrZu0gW"
 
 
 # --- the server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(model: str | None, port: int, workers: int) -> tuple[subprocess.Popen, dict]:
-    """``mnistlab serve`` in its own process; returns it and its /api/health answer."""
-    command = [sys.executable, "-m", "mnistlab", "serve", "--port", str(port)]
-    command += ["--workers", str(workers)]
-    command += ["--model", model] if model else []
-    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src")}
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited: {process.stderr.read().decode()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1) as answer:
-                return process, json.loads(answer.read())
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"the server did not answer /api/health in {SERVER_START_TIMEOUT} s")
-
-
-def stop(process: subprocess.Popen) -> str:
-    """Stops the server; returns what it wrote to stderr."""
-    process.terminate()
-    try:
-        _, errors = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, errors = process.communicate()
-    return errors.decode(errors="replace")
 
 
 def resident_mb(pid: int) -> float:
@@ -279,7 +241,8 @@ def measure(model: str | None, requests: int, workers: int) -> dict:
         PAGE: http_post("/api/predict?first_layer=true", drawing_body, drawing_type),
     }
     port = free_port()
-    process, health = start_server(model, port, workers)
+    options = ["--workers", str(workers), *(["--model", model] if model else [])]
+    process, _, health = start_server(port, *options)
     figures = {"model": health["model"], "runtime": health["runtime"], "small": small_source}
     figures["workers"] = workers
     try:
@@ -367,16 +330,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def git_commit() -> str:
-    try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
-        )
-        return described.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -405,13 +358,7 @@ def main(argv=None) -> int:
         "targets": TARGETS,
         "missed": missed_targets(figures, args.requests),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(os.path.splitext(args.out)[0] + ".json", "w") as handle:
-        json.dump(report, handle, indent=2)
-    with open(args.out, "w") as handle:
-        handle.write(markdown(report))
-    print(markdown(report))
-    return 1 if report["missed"] else 0
+    return write_report(report, args.out, markdown(report))
 
 
 if __name__ == "__main__":

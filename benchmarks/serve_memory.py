@@ -23,11 +23,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -37,7 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from runinfo import git_commit  # noqa: E402
+from runinfo import git_commit, write_report  # noqa: E402
+from server_process import free_port, start_server, stop  # noqa: E402
 
 OUT = os.path.join(HERE, "results", "serve_memory")  # .json and .md
 RUNS = 3  # server starts timed
@@ -76,32 +74,6 @@ def memory_mb(pid: int, field: str) -> float:
     raise ValueError(f"no {field} in /proc/{pid}/status")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(port: int) -> tuple[subprocess.Popen, float]:
-    """``mnistlab serve`` on port; returns the process and its seconds to the first answer."""
-    command = [sys.executable, "-m", "mnistlab", "serve", "--port", str(port)]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/api/health"
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                answer.read()
-            return process, time.perf_counter() - start
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited: {process.stderr.read().decode()}") from None
-            if time.perf_counter() - start > 120:
-                process.kill()
-                raise RuntimeError("the server did not answer within 120 s") from None
-            time.sleep(0.02)
-
-
 def post_png(port: int, data: bytes) -> int:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/predict",
@@ -117,25 +89,14 @@ def post_png(port: int, data: bytes) -> int:
         return error.code
 
 
-def stop(process: subprocess.Popen) -> str:
-    """Stops the server; returns what it wrote to stderr."""
-    process.terminate()
-    try:
-        _, errors = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, errors = process.communicate()
-    return errors.decode(errors="replace")
-
-
 def measure(runs: int, concurrent: int, size: int) -> dict:
     ready = []
     for _ in range(runs - 1):  # the last start is the one loaded below
-        process, seconds = start_server(free_port())
+        process, seconds, _ = start_server(free_port())
         ready.append(seconds)
         stop(process)
     port = free_port()
-    process, seconds = start_server(port)
+    process, seconds, _ = start_server(port)
     ready.append(seconds)
     small = large_png(280)
     assert post_png(port, small) == 200
@@ -240,13 +201,7 @@ def main(argv=None) -> int:
         "targets": TARGETS,
         "missed": [] if args.quick else missed_targets(figures),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(os.path.splitext(args.out)[0] + ".json", "w") as handle:
-        json.dump(report, handle, indent=2)
-    with open(args.out, "w") as handle:
-        handle.write(markdown(report))
-    print(markdown(report))
-    return 1 if report["missed"] else 0
+    return write_report(report, args.out, markdown(report))
 
 
 if __name__ == "__main__":
