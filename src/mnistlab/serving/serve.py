@@ -474,6 +474,10 @@ def predict_image(predictor, data, preprocess: bool = True, first_layer: bool = 
             digit_image = to_mnist(image, preprocess=preprocess, name="the uploaded image")
         except ImageError as error:
             raise RequestError(422, str(error)) from None
+        finally:
+            if large:
+                del image
+                _trim_heaps()  # its strips and fits, freed in this thread's arena, go back
     prepared = time.perf_counter()
     batch = digit_image[None]  # (1, 28, 28) uint8
     if first_layer and predictor.first_layer_shape is not None:
@@ -621,6 +625,30 @@ def create_app(predictor):
     return app
 
 
+def _trim_heaps() -> None:
+    """glibc only: hands the free memory of every malloc arena back to the system. A large
+    upload is fitted in a worker thread, whose arena keeps what it freed (above 100 MB after
+    16 concurrent 4096x4096 PNGs); this costs about a millisecond, and runs for large
+    uploads only."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # noqa: B018  (glibc's; absent elsewhere)
+        return libc
+    except (OSError, AttributeError):  # not glibc: its own allocator's behaviour
+        return None
+
+
+_LIBC = _glibc()
+
+
 def _return_freed_memory() -> None:
     """glibc only: large blocks (a decoded upload) come from mmap and go back to the system
     when freed. By default glibc raises that threshold after the first such free, and later
@@ -629,15 +657,9 @@ def _return_freed_memory() -> None:
     Smaller blocks (a drawing's arrays, up to a few hundred KB each) come from the heap, and
     its free top is kept up to TRIM_THRESHOLD: mapping, faulting in and returning each one
     anew doubled the time to fit a 300x300 drawing (12 ms against 6 ms)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD, fixed from now on
-        libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: its own allocator's behaviour
-        pass
+    if _LIBC is not None:
+        _LIBC.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD, fixed from now on
+        _LIBC.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
 
 
 def serve(
