@@ -14,7 +14,7 @@ requests (little CPU per request, so most of the 2 cores are the server's):
 Reports requests per second, latency p50/p99, errors (any status but 200, or a broken
 connection), the server's resident memory (VmRSS) every RSS_EVERY requests, and the
 preprocessing time of a 300x300 canvas PNG inside the server (``timing_ms.preprocess`` of its
-answers, one request at a time) against the same work in this process (``serve.open_image``,
+answers, one request at a time) against the same work in this process (``uploads.open_image``,
 ``_decode`` and ``to_mnist``), and inside the server under the 8-client canvas load.
 
 Usage (2 shared cores: time it alone):
@@ -221,12 +221,12 @@ async def one_at_a_time(port: int, request: bytes, count: int) -> list[float]:
 def in_process_ms(data: bytes, count: int) -> list[float]:
     """Milliseconds of the server's preprocessing code, called here: header, decode, fit."""
     from mnistlab.data.preprocess import to_mnist
-    from mnistlab.serving import serve
+    from mnistlab.serving import uploads
 
     times = []
     for _ in range(count + 5):
         start = time.perf_counter()
-        to_mnist(serve._decode(serve.open_image(data)))
+        to_mnist(uploads._decode(uploads.open_image(data)))
         times.append((time.perf_counter() - start) * 1e3)
     return times[5:]
 

@@ -256,7 +256,7 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(
 
 
 def test_size_limits_are_enforced(client, monkeypatch):
-    from mnistlab.serving import serve
+    from mnistlab.serving import serve, uploads
 
     monkeypatch.setattr(serve, "MAX_REQUEST_BYTES", 10_000)
     too_many_bytes = b"\x89PNG\r\n\x1a\n" + bytes(10_000)
@@ -271,7 +271,7 @@ def test_size_limits_are_enforced(client, monkeypatch):
         headers={"content-type": "image/png"},
     )
     assert chunked.status_code == 413
-    monkeypatch.setattr(serve, "MAX_IMAGE_PIXELS", 100 * 100)
+    monkeypatch.setattr(uploads, "MAX_IMAGE_PIXELS", 100 * 100)
     wide = png_bytes(Image.new("1", (101, 100), 0))  # a few hundred bytes, over the pixel limit
     answer = client.post("/api/predict", files={"image": ("big.png", wide)})
     assert answer.status_code == 413 and "101x100 pixels" in answer.json()["error"]
@@ -279,10 +279,10 @@ def test_size_limits_are_enforced(client, monkeypatch):
 
 
 def test_limits_are_named_constants_of_sensible_size():
-    from mnistlab.serving import serve
+    from mnistlab.serving import serve, uploads
 
     assert 1 << 20 <= serve.MAX_REQUEST_BYTES <= 64 << 20  # bytes
-    assert 1000 * 1000 <= serve.MAX_IMAGE_PIXELS <= 50_000_000  # a phone photo fits
+    assert 1000 * 1000 <= uploads.MAX_IMAGE_PIXELS <= 50_000_000  # a phone photo fits
 
 
 def test_other_routes_answer_json_errors(client):
@@ -417,13 +417,13 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("side", [5000, 10000, 20000])  # ours, Pillow's warning, Pillow's error
 def test_over_the_pixel_limit_is_413_naming_it_and_pillow_stays_quiet(client, capfd, side):
-    from mnistlab.serving import serve
+    from mnistlab.serving import uploads
 
     answer = client.post(
         "/api/predict", content=png_header_only(side, side), headers={"content-type": "image/png"}
     )
     assert answer.status_code == 413, answer.text
-    assert f"the limit is {serve.MAX_IMAGE_PIXELS:,} pixels" in answer.json()["error"]
+    assert f"the limit is {uploads.MAX_IMAGE_PIXELS:,} pixels" in answer.json()["error"]
     assert "DecompressionBomb" not in capfd.readouterr().err
 
 
@@ -431,11 +431,11 @@ def test_over_the_pixel_limit_is_413_naming_it_and_pillow_stays_quiet(client, ca
 def test_large_images_are_reduced_while_decoding(kind):
     """A 3000x2000 upload reaches preprocessing at most WORK_SIZE a side, and as the same digit."""
     from mnistlab.data.preprocess import WORK_SIZE, to_mnist
-    from mnistlab.serving import serve
+    from mnistlab.serving import uploads
 
     big = drawing(7, 3000).resize((3000, 2000)).convert("RGB" if kind == "JPEG" else "RGBA")
     data = png_bytes(big, kind)
-    decoded = serve._decode(serve.open_image(data))
+    decoded = uploads._decode(uploads.open_image(data))
     assert max(decoded.size) <= WORK_SIZE and decoded.size[0] > decoded.size[1]
     reference = to_mnist(big)  # the full-size image, fitted
     assert np.abs(to_mnist(decoded).astype(int) - reference).mean() < 8  # gray levels of 255
@@ -445,11 +445,11 @@ def test_large_decodes_wait_for_a_slot(client, monkeypatch):
     """No more than DECODE_SLOTS large images decode and fit at once."""
     import threading
 
-    from mnistlab.serving import serve
+    from mnistlab.serving import uploads
 
     running, most = [0], [0]
     lock = threading.Lock()
-    original = serve._decode
+    original = uploads._decode
 
     def counted(image):
         with lock:
@@ -461,8 +461,8 @@ def test_large_decodes_wait_for_a_slot(client, monkeypatch):
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(serve, "_decode", counted)
-    monkeypatch.setattr(serve, "LARGE_PIXELS", 100 * 100)
+    monkeypatch.setattr(uploads, "_decode", counted)
+    monkeypatch.setattr(uploads, "LARGE_PIXELS", 100 * 100)
     data = png_bytes(drawing(7, 400))
     threads = [
         threading.Thread(
@@ -474,7 +474,7 @@ def test_large_decodes_wait_for_a_slot(client, monkeypatch):
         thread.start()
     for thread in threads:
         thread.join()
-    assert 1 <= most[0] <= serve.DECODE_SLOTS
+    assert 1 <= most[0] <= uploads.DECODE_SLOTS
 
 
 def test_openapi_describes_the_api_and_docs_allow_only_their_cdn(client):
