@@ -41,9 +41,9 @@ from mnistlab.serving.inference import load_predictor
 from mnistlab.serving.uploads import (
     IMAGE_TYPES,
     RequestError,
-    _return_freed_memory,
     fit_upload,
     open_image,
+    return_freed_memory,
 )
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
@@ -513,7 +513,7 @@ def serve(
             "The server needs fastapi and uvicorn: pip install 'mnistlab[serve]'."
         ) from None
 
-    _return_freed_memory()
+    return_freed_memory()
     predictor = load_predictor(spec, runtime)  # in every worker too; here: fail early, say what
     print(
         f"Model {predictor.name} from {predictor.source} on {predictor.runtime} "
@@ -536,6 +536,6 @@ WORKER_MODEL, WORKER_RUNTIME = "MNISTLAB_SERVE_MODEL", "MNISTLAB_SERVE_RUNTIME"
 
 def worker_app():
     """The app of one of serve(workers=N)'s processes: the model serve() was given."""
-    _return_freed_memory()
+    return_freed_memory()
     spec = os.environ.get(WORKER_MODEL) or None
     return create_app(load_predictor(spec, os.environ.get(WORKER_RUNTIME, "auto")))

@@ -7,6 +7,7 @@ strip by strip), DECODE_SLOTS at once.
 """
 
 import contextlib
+import functools
 import io
 import threading
 import warnings
@@ -171,11 +172,15 @@ def _trim_heaps() -> None:
     upload is fitted in a worker thread, whose arena keeps what it freed (above 100 MB after
     16 concurrent 4096x4096 PNGs); this costs about a millisecond, and runs for large
     uploads only."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
+@functools.cache
 def _glibc():
+    """glibc, loaded at its first use (not at import: every command imports this module),
+    or None under another C library."""
     import ctypes
     import ctypes.util
 
@@ -187,10 +192,7 @@ def _glibc():
         return None
 
 
-_LIBC = _glibc()
-
-
-def _return_freed_memory() -> None:
+def return_freed_memory() -> None:
     """glibc only: large blocks (a decoded upload) come from mmap and go back to the system
     when freed. By default glibc raises that threshold after the first such free, and later
     uploads stay in the heap, held after they are answered.
@@ -198,6 +200,7 @@ def _return_freed_memory() -> None:
     Smaller blocks (a drawing's arrays, up to a few hundred KB each) come from the heap, and
     its free top is kept up to TRIM_THRESHOLD: mapping, faulting in and returning each one
     anew doubled the time to fit a 300x300 drawing (12 ms against 6 ms)."""
-    if _LIBC is not None:
-        _LIBC.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD, fixed from now on
-        _LIBC.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD, fixed from now on
+        libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
