@@ -177,10 +177,7 @@ def _canvas_digit(gray: np.ndarray, paper: float, label: str) -> np.ndarray:
     top, left, bottom, right = _bounds(differs)
     crop = gray[top:bottom, left:right]
     dark = np.count_nonzero(crop < paper) > np.count_nonzero(crop > paper)  # no noise here
-    if dark:  # reflected light: ink contrast scales with the paper's brightness
-        ink = (np.float32(paper) - crop) * np.float32(255.0 / max(paper, 16.0))
-    else:
-        ink = crop - np.float32(paper)
+    ink = _ink_against(crop, paper, dark)
     levels = _ink_levels(ink, label, paper_pixels=gray.size - crop.size)
     return _select_digit(ink, label, levels)
 
@@ -202,8 +199,7 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     height, width = gray.shape
     if max(height, width) < 64:  # an icon or MNIST-like file: the outermost pixels are paper
         paper = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-        dark_ink = _ink_is_dark(gray - paper)
-        return (paper - gray) * (255.0 / max(paper, 16.0)) if dark_ink else gray - paper
+        return _ink_against(gray, paper, _ink_is_dark(gray - paper))
     block = int(np.ceil(max(height, width) / 24))  # pixels per block side
     rows, cols = -(-height // block), -(-width // block)
     padded = np.pad(gray, ((0, rows * block - height), (0, cols * block - width)), mode="edge")
@@ -228,6 +224,14 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     if dark_ink:  # reflected light: ink contrast scales with the paper's brightness
         return (lifted - background) * (255.0 / np.maximum(255.0 - background, 16.0))
     return lifted - background
+
+
+def _ink_against(gray: np.ndarray, paper: float, dark: bool) -> np.ndarray:
+    """How far each pixel stands out from one paper level, float32: dark ink scaled by the
+    paper's brightness (reflected light: its contrast grows with the light), light ink as is."""
+    if dark:
+        return (np.float32(paper) - gray) * np.float32(255.0 / max(float(paper), 16.0))
+    return gray - np.float32(paper)
 
 
 def _ink_is_dark(residual: np.ndarray) -> bool:
