@@ -50,29 +50,28 @@ NAME = "ensemble-selected"
 
 
 def finished_members(root: str = MEMBERS) -> dict[str, list[dict]]:
-    """{design: [{"folder", "seed", "fold", "val_size"}, ...] in seed order}, finished only."""
+    """{design: [{"folder", "seed", "fold", "config"}, ...] in seed order}, finished only."""
     designs: dict[str, list[dict]] = {}
     for folder in sorted(glob.glob(os.path.join(root, "*", "member-*"))):
         if not os.path.exists(os.path.join(folder, runs.MODEL_FILE)):
             continue  # stopped before its last epoch: only a checkpoint
         config = runs.read_json(os.path.join(folder, "config.json"))
-        member = {
-            "folder": folder,
-            "seed": config["seed"],
-            "fold": config["val_fold"],
-            "val_size": config["val_size"],
-        }
-        designs.setdefault(os.path.basename(os.path.dirname(folder)), []).append(member)
+        member = {"folder": folder, "seed": config["seed"], "fold": config["val_fold"]}
+        designs.setdefault(os.path.basename(os.path.dirname(folder)), []).append(
+            {**member, "config": config}
+        )
     return {design: sorted(found, key=lambda m: m["seed"]) for design, found in designs.items()}
 
 
-def fold_slice(train_images: int, fold: int, val_size: int) -> slice:
-    """The training images fold ``fold`` holds out (training.train's split: fold 0 = the last)."""
-    end = train_images - fold * val_size
-    return slice(end - val_size, end)
+def held_out(member: dict, x_train, y_train):
+    """(images, labels) the member never trained on: its validation fold, as training split it."""
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.training.train import split_fold
+
+    return split_fold(x_train, y_train, TrainConfig.from_dict(member["config"]))[1]
 
 
-def member_probabilities(member: dict, x_train, x_test) -> tuple[np.ndarray, np.ndarray]:
+def member_probabilities(member: dict, x_train, y_train, x_test) -> tuple[np.ndarray, np.ndarray]:
     """(validation, test) probabilities of one member, cached beside the run folders."""
     key = os.path.relpath(member["folder"], MEMBERS).replace(os.sep, "-")
     cached = os.path.join(CACHE, f"{key}.npz")
@@ -82,8 +81,7 @@ def member_probabilities(member: dict, x_train, x_test) -> tuple[np.ndarray, np.
     from mnistlab.models.saved import load_model, predict_probabilities
 
     model = load_model(member["folder"], compile=False)
-    held_out = x_train[fold_slice(len(x_train), member["fold"], member["val_size"])]
-    val = predict_probabilities(model, held_out)
+    val = predict_probabilities(model, held_out(member, x_train, y_train)[0])
     test = predict_probabilities(model, x_test)
     os.makedirs(CACHE, exist_ok=True)
     np.savez(cached, val=val, test=test)
@@ -124,15 +122,18 @@ def greedy_select(val_probs: dict, val_labels, steps: int = STEPS) -> tuple[dict
     return picks, trail
 
 
-def shared_validation(designs, probabilities, y_train) -> tuple[dict, np.ndarray, list[int]]:
+def shared_validation(designs, probabilities, x_train, y_train) -> tuple[dict, np.ndarray, list]:
     """Each design's probabilities on the folds every design holds out, stacked fold by fold."""
     folds = sorted(set.intersection(*({m["fold"] for m in found} for found in designs.values())))
-    val_probs = {}
+    val_probs, labels = {}, None
     for design, found in designs.items():
-        by_fold = {m["fold"]: probabilities[m["folder"]][0] for m in found}
-        val_probs[design] = np.concatenate([by_fold[fold] for fold in folds])
-    size = designs[next(iter(designs))][0]["val_size"]
-    labels = np.concatenate([y_train[fold_slice(len(y_train), fold, size)] for fold in folds])
+        by_fold = {m["fold"]: m for m in found}
+        val_probs[design] = np.concatenate([probabilities[by_fold[f]["folder"]][0] for f in folds])
+        fold_labels = [held_out(by_fold[f], x_train, y_train)[1] for f in folds]
+        design_labels = np.concatenate(fold_labels)
+        if labels is not None and not np.array_equal(labels, design_labels):
+            raise ValueError(f"{design}'s folds hold other images than the other designs'.")
+        labels = design_labels
     return val_probs, labels, folds
 
 
@@ -210,11 +211,11 @@ def main(argv=None) -> int:
             "(python benchmarks/members.py fetch ...)."
         )
     probabilities = {
-        m["folder"]: member_probabilities(m, x_train, x_test)
+        m["folder"]: member_probabilities(m, x_train, y_train, x_test)
         for found in designs.values()
         for m in found
     }
-    val_probs, val_labels, folds = shared_validation(designs, probabilities, y_train)
+    val_probs, val_labels, folds = shared_validation(designs, probabilities, x_train, y_train)
     picks, trail = greedy_select(val_probs, val_labels)
     curve = test_curve(designs, picks, probabilities, y_test)
     final = curve[-1]

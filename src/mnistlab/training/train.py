@@ -142,7 +142,7 @@ def prepare_data(config: TrainConfig, data=None):
             raise ValueError(
                 f"val_size={config.val_size} leaves no training images (only {len(x_train)})."
             )
-        (x_train, y_train), (x_val, y_val) = _split_fold(x_train, y_train, config)
+        (x_train, y_train), (x_val, y_val) = split_fold(x_train, y_train, config)
         validation = "held-out"
     else:
         if config.early_stopping:
@@ -163,7 +163,7 @@ def prepare_data(config: TrainConfig, data=None):
     )
 
 
-def _split_fold(x, y, config: TrainConfig):
+def split_fold(x, y, config: TrainConfig):
     """Holds out fold ``val_fold`` of size ``val_size``, counted from the end of the images.
 
     Fold 0 is the last val_size images (data.split_validation's split); fold k ends k*val_size
