@@ -17,10 +17,14 @@ preprocessing time of a 300x300 canvas PNG inside the server (``timing_ms.prepro
 answers, one request at a time) against the same work in this process (``uploads.open_image``,
 ``_decode`` and ``to_mnist``), and inside the server under the 8-client canvas load.
 
+The server runs as ``mnistlab serve --workers 2`` by default: one process a core of this
+2-core machine, each with its own socket on the port (serving/workers.py), which is how the
+targets are meant; ``--workers 1`` measures the default ``mnistlab serve``.
+
 Usage (2 shared cores: time it alone):
     /work/tools/quiet.sh python benchmarks/serve_load.py        # about 1 minute
     python benchmarks/serve_load.py --requests 500              # a quick look
-    python benchmarks/serve_load.py --workers 2                 # mnistlab serve --workers 2
+    python benchmarks/serve_load.py --workers 1 --out benchmarks/results/serve_load.workers1.md
 
 Writes benchmarks/results/serve_load.json and .md (--out another path); exits with status 1
 when a target (TARGETS) is missed.
@@ -340,7 +344,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", default=OUT + ".md", help="markdown path (.json beside it)")
     parser.add_argument(
-        "--workers", type=int, default=1, help="mnistlab serve --workers (default: %(default)s)"
+        "--workers", type=int, default=2, help="mnistlab serve --workers (default: %(default)s)"
     )
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.join(REPO, "src"))

@@ -85,6 +85,7 @@ def test_auto_runtime_is_onnx_and_health_answers(client, predictor):
         "model": "cnn",
         "runtime": "onnx",
         "source": predictor.source,
+        "process": os.getpid(),
     }
 
 

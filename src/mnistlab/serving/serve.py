@@ -11,7 +11,8 @@
   ``probabilities`` (10, calibrated), ``doubt`` and ``message`` ("not sure: 4 or 9" when in
   doubt, else null), ``model``, ``runtime``, ``input`` (the 28x28 image the network saw,
   rows of 0-255), ``timing_ms``, and ``first_layer`` when asked;
-- ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ...}``;
+- ``GET /api/health``: ``{"status": "ok", "model": ..., "runtime": ..., "source": ...,
+  "process": <the answering process's id>}``;
 - ``GET /api/example``: a random MNIST test image (local copies only; 503 without them), the
   answer for it as ``/api/predict`` gives it, with its ``index`` and ``label``;
 - ``GET /openapi.json``: the API's schema (requests and answers); ``GET /docs``: FastAPI's
@@ -33,6 +34,7 @@ import binascii
 import io
 import json
 import os
+import signal
 import time
 import warnings
 
@@ -45,6 +47,7 @@ from mnistlab.serving.uploads import (
     open_image,
     return_freed_memory,
 )
+from mnistlab.serving.workers import WorkerGroup, listen, reuse_port_balances
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # bytes of one request body (base64 adds a third)
 
@@ -116,6 +119,7 @@ def _schemas():
         model: str
         runtime: str
         source: str
+        process: int = Field(description="the answering server process (see --workers)")
 
     class Problem(BaseModel):
         error: str = Field(description="what happened and what to send instead")
@@ -409,7 +413,7 @@ def create_app(predictor):
     app.state.predictor = predictor
     # Pillow's warnings (decompression bombs, palette transparency) are answered, not printed
     warnings.filterwarnings("ignore", module=r"PIL\.")
-    health = json.dumps({"status": "ok", **predictor.describe()})
+    health = json.dumps({"status": "ok", **predictor.describe(), "process": os.getpid()})
 
     @app.exception_handler(RequestError)
     async def refused(request, error: RequestError):
@@ -504,7 +508,11 @@ def serve(
         host, port: where to listen (127.0.0.1: this machine only; 0.0.0.0: the network).
         runtime: "auto", "onnx" or "keras" (see inference.load_predictor).
         log_requests: print one line per request (costs throughput under load).
-        workers: server processes sharing the port, each with its own copy of the model.
+        workers: server processes, each with its own copy of the model and its own socket on
+            the port (see workers.py; one a core serves the most requests).
+
+    Raises:
+        ValueError: the model cannot be loaded, or the port is taken.
     """
     try:
         import uvicorn
@@ -515,27 +523,72 @@ def serve(
 
     return_freed_memory()
     predictor = load_predictor(spec, runtime)  # in every worker too; here: fail early, say what
+    options = {"access_log": log_requests, "log_level": "warning"}
+    if workers > 1 and not reuse_port_balances():  # uvicorn's workers: one shared socket
+        _announce(predictor, host, port, workers)
+        del predictor
+        os.environ[WORKER_MODEL] = "" if spec is None else str(spec)
+        os.environ[WORKER_RUNTIME] = runtime
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            **options,
+        )
+        return
+    sock = listen(host, port, reuse_port=workers > 1)
+    group = None
+    if workers > 1:
+        address = sock.getsockname()[:2]
+        group = WorkerGroup(_serve_in_worker, (spec, runtime, options), workers - 1, address)
+        group.start()
+        # uvicorn re-raises SIGTERM once it has stopped; with the default handler that would end
+        # this process before the finally below stops the others
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _announce(predictor, host, port, workers)
+    try:
+        _run(create_app(predictor), options, sock)
+    finally:
+        if group is not None:
+            group.stop()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(0)  # asked to stop, and stopped: a clean exit
+
+
+def _announce(predictor, host: str, port: int, workers: int) -> None:
     print(
         f"Model {predictor.name} from {predictor.source} on {predictor.runtime} "
         f"({predictor.note}).\nServing on http://{host}:{port}/  (Ctrl+C to stop)"
         + (f", {workers} worker processes" if workers > 1 else ""),
         flush=True,
     )
-    options = {"host": host, "port": port, "access_log": log_requests, "log_level": "warning"}
-    if workers <= 1:
-        uvicorn.run(create_app(predictor), **options)
-        return
-    del predictor
-    os.environ[WORKER_MODEL] = "" if spec is None else str(spec)
-    os.environ[WORKER_RUNTIME] = runtime
-    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+
+
+def _run(app, options: dict, sock) -> None:
+    """uvicorn serving app on an already listening socket until SIGINT or SIGTERM."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+
+
+def _serve_in_worker(spec, runtime, options, address, started) -> None:
+    """One of serve(workers=N)'s other processes (workers.WorkerGroup): load, listen, serve."""
+    return_freed_memory()
+    app = create_app(load_predictor(spec, runtime))
+    sock = listen(*address, reuse_port=True)
+    started()  # returns once every process listens
+    _run(app, options, sock)
 
 
 WORKER_MODEL, WORKER_RUNTIME = "MNISTLAB_SERVE_MODEL", "MNISTLAB_SERVE_RUNTIME"
 
 
 def worker_app():
-    """The app of one of serve(workers=N)'s processes: the model serve() was given."""
+    """The app of one of uvicorn's worker processes where SO_REUSEPORT does not balance."""
     return_freed_memory()
     spec = os.environ.get(WORKER_MODEL) or None
     return create_app(load_predictor(spec, os.environ.get(WORKER_RUNTIME, "auto")))
