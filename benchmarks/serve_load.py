@@ -235,7 +235,7 @@ def in_process_ms(data: bytes, count: int) -> list[float]:
     return times[5:]
 
 
-def measure(model: str | None, requests: int, workers: int) -> dict:
+def measure(model: str | None, requests: int, workers: int, plain: bool = False) -> dict:
     small, small_source = small_png()
     drawing_body, drawing_type = multipart(canvas_png(280))
     big = canvas_png(300)
@@ -246,9 +246,10 @@ def measure(model: str | None, requests: int, workers: int) -> dict:
     }
     port = free_port()
     options = ["--workers", str(workers), *(["--model", model] if model else [])]
+    options += ["--plain"] if plain else []
     process, _, health = start_server(port, *options)
     figures = {"model": health["model"], "runtime": health["runtime"], "small": small_source}
-    figures["workers"] = workers
+    figures["workers"], figures["plain"] = workers, plain
     try:
         preprocess_request = http_post("/api/predict", big, "image/png")
         asyncio.run(one_at_a_time(port, preprocess_request, 20))  # warm-up
@@ -296,7 +297,8 @@ def markdown(report: dict) -> str:
         "# The server under load",
         "",
         f"`{report['command']}`. Machine: {report['machine']}. Commit {report['commit']}, "
-        f"{report['date']}. `mnistlab serve --workers {figures['workers']}` ({figures['model']} "
+        f"{report['date']}. `mnistlab serve --workers {figures['workers']}"
+        f"{' --plain' if figures.get('plain') else ''}` ({figures['model']} "
         f"on {figures['runtime']}), its own processes, against one asyncio client process with "
         f"{CONNECTIONS} keep-alive connections on the same cores. 28x28: "
         f"{figures['small']}, raw image/png, `?preprocess=false`; 280x280: a canvas PNG "
@@ -346,11 +348,14 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--workers", type=int, default=2, help="mnistlab serve --workers (default: %(default)s)"
     )
+    parser.add_argument(
+        "--plain", action="store_true", help="mnistlab serve --plain: FastAPI's /api/predict route"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.join(REPO, "src"))
     from mnistlab.core import runs
 
-    figures = measure(args.model, args.requests, args.workers)
+    figures = measure(args.model, args.requests, args.workers, args.plain)
     report = {
         "command": " ".join(["python benchmarks/serve_load.py", *(argv or sys.argv[1:])]),
         "machine": runs.machine_description(),

@@ -57,13 +57,16 @@ def predictor(trained_run):
     return load_predictor(trained_run, runtime="auto")
 
 
-@pytest.fixture(scope="module")
-def client(predictor):
+@pytest.fixture(scope="module", params=["lean", "plain"])
+def client(predictor, request):
+    """The app as served by default (LeanPredict answers /api/predict) and as --plain serves it
+    (FastAPI's route): every test of the API runs on both."""
     from fastapi.testclient import TestClient
 
     from mnistlab.serving.serve import create_app
 
-    with TestClient(create_app(predictor), raise_server_exceptions=False) as test_client:
+    app = create_app(predictor, plain=request.param == "plain")
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -257,9 +260,9 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(
 
 
 def test_size_limits_are_enforced(client, monkeypatch):
-    from mnistlab.serving import serve, uploads
+    from mnistlab.serving import request_body, uploads
 
-    monkeypatch.setattr(serve, "MAX_REQUEST_BYTES", 10_000)
+    monkeypatch.setattr(request_body, "MAX_REQUEST_BYTES", 10_000)
     too_many_bytes = b"\x89PNG\r\n\x1a\n" + bytes(10_000)
     declared = client.post(
         "/api/predict", content=too_many_bytes, headers={"content-type": "image/png"}
@@ -280,9 +283,9 @@ def test_size_limits_are_enforced(client, monkeypatch):
 
 
 def test_limits_are_named_constants_of_sensible_size():
-    from mnistlab.serving import serve, uploads
+    from mnistlab.serving import request_body, uploads
 
-    assert 1 << 20 <= serve.MAX_REQUEST_BYTES <= 64 << 20  # bytes
+    assert 1 << 20 <= request_body.MAX_REQUEST_BYTES <= 64 << 20  # bytes
     assert 1000 * 1000 <= uploads.MAX_IMAGE_PIXELS <= 50_000_000  # a phone photo fits
 
 
@@ -533,3 +536,98 @@ def test_example_is_a_random_mnist_test_digit_or_a_clear_503(client, monkeypatch
     monkeypatch.setattr("mnistlab.data.mnist.load_mnist", missing)
     answer = client.get("/api/example")
     assert answer.status_code == 503 and "MNISTLAB_DATA" in answer.json()["error"]
+
+
+def form(parts: list[tuple[bytes, bytes]], boundary: bytes = b"XyZ123", line: bytes = b"\r\n"):
+    """A multipart body written by hand: (headers, content) parts, then the closing line."""
+    body = b""
+    for headers, content in parts:
+        body += b"--" + boundary + line + headers + line + line + content + line
+    return body + b"--" + boundary + b"--" + line
+
+
+FILE_HEADERS = b'Content-Disposition: form-data; name="image"; filename="blob"'
+MULTIPART = "multipart/form-data; boundary=XyZ123"
+
+
+def multipart_cases() -> list[tuple[str, bytes, str]]:
+    """(what, body, content type): the browser's form, and forms the lean reader leaves to
+    Starlette's parser, malformed ones included."""
+    png = PNG_7
+    typed = FILE_HEADERS + b"\r\nContent-Type: image/png"
+    return [
+        ("browser FormData", form([(typed, png)]), MULTIPART),
+        ("no part type", form([(FILE_HEADERS, png)]), MULTIPART),
+        ("lower-case headers", form([(typed.lower(), png)]), MULTIPART),
+        ("no final line break", form([(typed, png)])[:-2], MULTIPART),
+        ("a text part", form([(typed[:-9] + b"text/plain", png)]), MULTIPART),
+        ("empty file", form([(typed, b"")]), MULTIPART),
+        (
+            "field, then the file",
+            form([(b'Content-Disposition: form-data; name="a"', b"1"), (typed, png)]),
+            MULTIPART,
+        ),
+        ("no file", form([(b'Content-Disposition: form-data; name="image"', png)]), MULTIPART),
+        ("two files", form([(typed, png), (typed, png)]), MULTIPART),
+        ("quoted boundary", form([(typed, png)]), 'multipart/form-data; boundary="XyZ123"'),
+        ("a preamble", b"hello\r\n" + form([(typed, png)]), MULTIPART),
+        ("an epilogue", form([(typed, png)]) + b"bye", MULTIPART),
+        ("bare LF lines", form([(typed, png)], line=b"\n"), MULTIPART),
+        ("unclosed", form([(typed, png)])[:-10], MULTIPART),
+        ("the boundary in the file", form([(typed, png + b"\r\n--XyZ123x")]), MULTIPART),
+        ("no boundary", form([(typed, png)]), "multipart/form-data"),
+        ("another boundary", form([(typed, png)]), "multipart/form-data; boundary=other"),
+    ]
+
+
+def test_lean_and_plain_routes_answer_every_form_alike(predictor):
+    """The reference: FastAPI's route with Starlette's multipart parser (plain). The lean route
+    gives the same status and answer (timings aside) for every form."""
+    from fastapi.testclient import TestClient
+
+    from mnistlab.serving.serve import create_app
+
+    lean = TestClient(create_app(predictor), raise_server_exceptions=False)
+    plain = TestClient(create_app(predictor, plain=True), raise_server_exceptions=False)
+    statuses = {}
+    for what, body, content_type in multipart_cases():
+        answers = [
+            app.post("/api/predict", content=body, headers={"content-type": content_type})
+            for app in (lean, plain)
+        ]
+        got = [(answer.status_code, answer.json()) for answer in answers]
+        for _, payload in got:
+            payload.pop("timing_ms", None)
+        assert got[0] == got[1], what
+        statuses[what] = got[1][0]
+    assert statuses["browser FormData"] == statuses["empty file"] + 200 - 400 == 200
+    assert statuses["a text part"] == 415 and statuses["no file"] == 400
+
+
+def test_simple_multipart_reads_one_file_part_and_leaves_the_rest():
+    from mnistlab.serving.request_body import simple_multipart
+    from mnistlab.serving.uploads import RequestError
+
+    read = {}
+    for what, body, kind in multipart_cases():
+        try:
+            read[what] = simple_multipart(kind, body)
+        except RequestError as error:
+            read[what] = error.status
+    assert read["browser FormData"] == read["no part type"] == read["lower-case headers"] == PNG_7
+    assert read["no final line break"] == PNG_7 and read["empty file"] == b""
+    assert read["a text part"] == 415
+    left = [what for what, data in read.items() if data is None]
+    assert left == [
+        "field, then the file",
+        "no file",
+        "two files",
+        "quoted boundary",
+        "a preamble",
+        "an epilogue",
+        "bare LF lines",
+        "unclosed",
+        "the boundary in the file",
+        "no boundary",
+        "another boundary",
+    ]

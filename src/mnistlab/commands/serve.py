@@ -36,6 +36,11 @@ def add_cli(subparsers) -> None:
         help="server processes sharing the port, one model each (default: %(default)s)",
     )
     parser.add_argument("--log-requests", action="store_true", help="print one line per request")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="answer /api/predict by FastAPI's route and form parser (the lean route's reference)",
+    )
     add_backend_argument(parser)
     parser.set_defaults(func=_serve_command)
 
@@ -46,7 +51,15 @@ def _serve_command(args) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}.")
     try:
-        serve(args.model, args.host, args.port, args.runtime, args.log_requests, args.workers)
+        serve(
+            args.model,
+            args.host,
+            args.port,
+            args.runtime,
+            args.log_requests,
+            args.workers,
+            args.plain,
+        )
     except KeyboardInterrupt:
         pass
     return 0
