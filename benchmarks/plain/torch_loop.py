@@ -79,6 +79,7 @@ def main(argv=None) -> int:
 
     model = build(args.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
     def mixed():  # float32 (autocast off) or bfloat16 autocast, as --precision says
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision != "float32")
 
