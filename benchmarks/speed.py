@@ -15,7 +15,9 @@ r+1 of any), each measurement in its own process:
   backend, Keras's default compile settings, in float32 (row keras) and one setting away, with
   Keras's mixed_bfloat16 policy (row keras-bf16); on TensorFlow with the oneDNN kernels set as
   mnistlab sets them (speed_worker.measurement_env);
-- plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory, float32);
+- plain PyTorch: benchmarks/plain/torch_loop.py (pytorch/examples style, data in memory) in
+  float32 (row pytorch) and one setting away, the forward pass and loss under
+  ``torch.autocast("cpu", dtype=torch.bfloat16)`` with float32 weights (row pytorch-bf16);
 - with --jax-loop, for the MLP: benchmarks/plain/jax_loop.py, the same math as a hand-written
   JAX loop (data on the device, 20 steps a compiled call), what JAX reaches without Keras.
 
@@ -26,7 +28,8 @@ timed epochs (--epoch-statistic fastest: its fastest), median over rounds; besid
 process's wall seconds, start to exit, for the same epochs. GFLOP/s counts the multiply-adds
 analytically (mnistlab.models.flops) against the float32 matrix-multiply GFLOP/s numpy reaches
 in the same run (best of the measurements taken between rounds). The headline table sets each
-mnistlab row against the plain Keras row in the same precision (speed_report.like_for_like);
+mnistlab row against the plain Keras row and the plain PyTorch row in the same precision
+(speed_report.like_for_like);
 --check compares its ratios with the README's (benchmarks/expected.json) and exits 1 if one
 no longer holds.
 
@@ -119,6 +122,8 @@ def plan(args) -> list[tuple]:
                 jobs.append(("keras-bf16", backend, model, ()))
         if not args.sweep and args.pytorch and "torch" in installed_backends():
             jobs.append(("pytorch", "torch", model, ()))
+            if args.pytorch_bf16:
+                jobs.append(("pytorch-bf16", "torch", model, ()))
         if args.jax_loop and model == "mlp" and "jax" in model_backends(args, model):
             jobs.append(("jax-loop", "jax", model, ()))
     return jobs
@@ -166,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also time the plain PyTorch loop, where torch is installed (default: yes)",
+    )
+    parser.add_argument(
+        "--pytorch-bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --pytorch, also time the loop under torch.autocast in bfloat16, row "
+        "pytorch-bf16 (default: yes)",
     )
     parser.add_argument(
         "--bf16",

@@ -83,12 +83,16 @@ def report_checks(measured: dict, expected: dict, benchmark: str) -> list[str]:
 
 def speed_figures(pairs: list[dict]) -> dict:
     """speed.py's figures by name from its like-for-like pairs (speed_report.like_for_like):
-    "NETWORK PRECISION x plain Keras, median epoch" and "..., whole process"."""
+    "NETWORK PRECISION x plain Keras, median epoch" and "..., whole process", and the same with
+    "x plain PyTorch" where the PyTorch loop ran in that precision."""
     figures = {}
     for pair in pairs:
-        name = f"{pair['model']} {pair['precision']} x plain Keras"
-        figures[f"{name}, median epoch"] = pair["x_keras_epoch"]["value"]
-        figures[f"{name}, whole process"] = pair["x_keras_process"]["value"]
+        for peer, key in (("Keras", "keras"), ("PyTorch", "pytorch")):
+            if f"x_{key}_epoch" not in pair:
+                continue
+            name = f"{pair['model']} {pair['precision']} x plain {peer}"
+            figures[f"{name}, median epoch"] = pair[f"x_{key}_epoch"]["value"]
+            figures[f"{name}, whole process"] = pair[f"x_{key}_process"]["value"]
     return figures
 
 

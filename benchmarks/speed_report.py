@@ -1,9 +1,10 @@
 """The tables and the chart of benchmarks/speed.py, from its measurements (or its speed.json).
 
 The headline is the like-for-like table (``like_for_like``): for each network, mnistlab against
-the plain Keras script in the same precision, float32 against float32 and mnistlab's bfloat16
-default against the script with Keras's mixed_bfloat16 policy, by the median epoch and by the
-whole process, start to exit.
+the plain Keras script and the plain PyTorch loop in the same precision, float32 against float32
+and mnistlab's bfloat16 default against the script with Keras's mixed_bfloat16 policy and the
+loop under torch.autocast in bfloat16, by the median epoch and by the whole process, start to
+exit.
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ import os
 import statistics
 
 ONEDNN_MARK = {True: "on", False: "off", None: "-"}  # TensorFlow's oneDNN kernels in that process
-# (label, mnistlab's row, the plain Keras row it is set against): the same precision each
-PAIRS = (("float32", "mnistlab-f32", "keras"), ("bfloat16", "mnistlab", "keras-bf16"))
+# (label, mnistlab's row, the plain Keras row and the plain PyTorch row it is set against): the
+# same precision each
+PAIRS = (
+    ("float32", "mnistlab-f32", "keras", "pytorch"),
+    ("bfloat16", "mnistlab", "keras-bf16", "pytorch-bf16"),
+)
+# each peer's rows (float32, bfloat16) and the backend they run on (None: mnistlab's row's)
+PEERS = {"Keras": ("keras", "keras-bf16", None), "PyTorch": ("pytorch", "pytorch-bf16", "torch")}
 # the bars of the chart, top to bottom in each network's group: (implementation, label)
 CHART_BARS = (
     ("mnistlab-f32", "mnistlab, float32"),
@@ -21,8 +28,16 @@ CHART_BARS = (
     ("mnistlab", "mnistlab, its default precision"),
     ("keras-bf16", "plain Keras, mixed bfloat16"),
     ("pytorch", "plain PyTorch, float32"),
+    ("pytorch-bf16", "plain PyTorch, bfloat16 autocast"),
 )
 MATMUL_TARGET = 40  # % of numpy's matrix-multiply rate that issue 6 asks of cnn and larger_cnn
+
+
+def same_precision(ours: dict, peer: dict) -> bool:
+    """Whether two rows both train in float32 or both in a bfloat16 precision."""
+    return (ours.get("precision", "float32") == "float32") == (
+        peer.get("precision", "float32") == "float32"
+    )
 
 
 def network_flops(results: dict) -> dict:
@@ -81,11 +96,6 @@ def row_of(rows, model, impl, backend) -> dict | None:
     return None
 
 
-def speed_of(rows, model, impl, backend) -> float | None:
-    row = row_of(rows, model, impl, backend)
-    return row["images_per_second"] if row else None
-
-
 def ratio(ours: dict, theirs: dict, key: str, faster_is_smaller: bool = False) -> dict:
     """mnistlab's figure over the peer's (seconds: the peer's over mnistlab's), as the ratio of
     the medians, and the [min, max] of the ratios round by round (the rounds are interleaved)."""
@@ -99,20 +109,23 @@ def ratio(ours: dict, theirs: dict, key: str, faster_is_smaller: bool = False) -
 
 
 def like_for_like(rows: list[dict]) -> list[dict]:
-    """mnistlab against the plain Keras script in the same precision, network by network.
+    """mnistlab against the plain Keras script and the plain PyTorch loop in the same
+    precision, network by network.
 
     Returns:
-        One dict per (network, precision) where both rows were timed: model, backend,
-        precision ("float32" or "bfloat16"), the two rows' precisions, images/s and process
-        seconds of each, ``x_keras_epoch`` and ``x_keras_process`` (mnistlab's speed over the
-        script's: {"value": ratio of the medians, "rounds": [min, max] round by round}),
-        ``x_pytorch_epoch`` beside float32 where the plain PyTorch loop ran, and mnistlab's
-        percent_of_matmul.
+        One dict per (network, precision) where mnistlab's and the Keras script's rows were
+        timed: model, backend, precision ("float32" or "bfloat16"), the two rows' precisions,
+        images/s and process seconds of each, ``x_keras_epoch`` and ``x_keras_process``
+        (mnistlab's speed over the script's: {"value": ratio of the medians, "rounds": [min,
+        max] round by round}), and mnistlab's percent_of_matmul; where the PyTorch loop ran in
+        that precision (row pytorch for float32, pytorch-bf16 for bfloat16), its precision,
+        images/s, process seconds and accuracy (``pytorch_*``) and ``x_pytorch_epoch`` and
+        ``x_pytorch_process``.
     """
     pairs = []
     for ours_default in (row for row in rows if row["implementation"] == "mnistlab"):
         model, backend = ours_default["model"], ours_default["backend"]
-        for label, ours_impl, plain_impl in PAIRS:
+        for label, ours_impl, plain_impl, torch_impl in PAIRS:
             ours = row_of(rows, model, ours_impl, backend)
             if label == "float32" and ours_default["precision"] == "float32":
                 ours = ours_default  # where mnistlab's default is float32 (an AVX2 CPU)
@@ -140,14 +153,24 @@ def like_for_like(rows: list[dict]) -> list[dict]:
                 "plain_val_accuracy": plain["val_accuracy"],
                 "onednn": [ours.get("onednn"), plain.get("onednn")],
             }
-            torch_row = row_of(rows, model, "pytorch", "torch")
-            if label == "float32" and torch_row:
-                pair["x_pytorch_epoch"] = ratio(ours, torch_row, "images_per_second")
-                pair["x_pytorch_process"] = ratio(
-                    ours, torch_row, "process_seconds", faster_is_smaller=True
-                )
+            torch_row = row_of(rows, model, torch_impl, "torch")
+            if torch_row:
+                pair.update(pytorch_figures(ours, torch_row))
             pairs.append(pair)
     return pairs
+
+
+def pytorch_figures(ours: dict, torch_row: dict) -> dict:
+    """A like-for-like pair's PyTorch figures: the loop's precision, images/s, process seconds
+    and accuracy, and mnistlab's speed over it by the median epoch and by the whole process."""
+    return {
+        "pytorch_precision": torch_row["precision"],
+        "pytorch_val_accuracy": torch_row["val_accuracy"],
+        "pytorch_images_per_second": torch_row["images_per_second"],
+        "pytorch_process_seconds": torch_row["process_seconds"],
+        "x_pytorch_epoch": ratio(ours, torch_row, "images_per_second"),
+        "x_pytorch_process": ratio(ours, torch_row, "process_seconds", faster_is_smaller=True),
+    }
 
 
 def _times(figure: dict | None) -> str:
@@ -158,59 +181,78 @@ def _times(figure: dict | None) -> str:
     return f"**{text}**" if low > 1 else text  # bold: faster in every round
 
 
+def _times_rounds(figure: dict | None) -> str:
+    """A ratio with its rounds' range, "**2.10x** [1.95-2.30]"; "-" where not measured."""
+    if not figure:
+        return "-"
+    return f"{_times(figure)} [{figure['rounds'][0]:.2f}-{figure['rounds'][1]:.2f}]"
+
+
+def _number(pair: dict, key: str, form: str) -> str:
+    return format(pair[key], form) if key in pair else "-"
+
+
 def like_for_like_lines(pairs: list[dict]) -> list[str]:
-    """The headline table: mnistlab against the plain Keras script in the same precision."""
+    """The headline table: mnistlab against the plain Keras script and the plain PyTorch loop
+    in the same precision ("-" in the PyTorch columns where the loop was not timed in it)."""
     lines = [
-        "| network | backend | precision (mnistlab / plain Keras) | mnistlab images/s | "
-        "plain Keras images/s | x plain Keras, median epoch [rounds] | mnistlab process s | "
-        "plain Keras process s | x plain Keras, whole process [rounds] | x plain PyTorch, "
-        "epoch / process | % matmul | val acc (mnistlab / Keras) | oneDNN |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| network | backend | precision (mnistlab / plain Keras / plain PyTorch) | "
+        "mnistlab images/s | plain Keras images/s | x plain Keras, median epoch [rounds] | "
+        "plain PyTorch images/s | x plain PyTorch, median epoch [rounds] | mnistlab process s | "
+        "plain Keras process s | x plain Keras, whole process [rounds] | plain PyTorch "
+        "process s | x plain PyTorch, whole process [rounds] | % matmul | val acc (mnistlab / "
+        "Keras / PyTorch) | oneDNN |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | --- | --- |",
     ]
     for pair in pairs:
-        epoch, process = pair["x_keras_epoch"], pair["x_keras_process"]
-        torch_figures = "-"
-        if "x_pytorch_epoch" in pair:
-            torch_figures = (
-                f"{_times(pair['x_pytorch_epoch'])} / {_times(pair['x_pytorch_process'])}"
-            )
+        precisions = [pair["mnistlab_precision"], pair["plain_precision"]]
+        accuracies = [pair["mnistlab_val_accuracy"], pair["plain_val_accuracy"]]
+        precisions.append(pair.get("pytorch_precision", "-"))
+        torch_accuracy = _number(pair, "pytorch_val_accuracy", ".3f")
         lines.append(
-            f"| {pair['model']} | {pair['backend']} | {pair['mnistlab_precision']} / "
-            f"{pair['plain_precision']} | {pair['mnistlab_images_per_second']:,.0f} | "
-            f"{pair['plain_images_per_second']:,.0f} | {_times(epoch)} "
-            f"[{epoch['rounds'][0]:.2f}-{epoch['rounds'][1]:.2f}] | "
+            f"| {pair['model']} | {pair['backend']} | {' / '.join(precisions)} | "
+            f"{pair['mnistlab_images_per_second']:,.0f} | "
+            f"{pair['plain_images_per_second']:,.0f} | {_times_rounds(pair['x_keras_epoch'])} | "
+            f"{_number(pair, 'pytorch_images_per_second', ',.0f')} | "
+            f"{_times_rounds(pair.get('x_pytorch_epoch'))} | "
             f"{pair['mnistlab_process_seconds']:.1f} | {pair['plain_process_seconds']:.1f} | "
-            f"{_times(process)} [{process['rounds'][0]:.2f}-{process['rounds'][1]:.2f}] | "
-            f"{torch_figures} | {pair['percent_of_matmul']:.0f}% | "
-            f"{pair['mnistlab_val_accuracy']:.3f} / {pair['plain_val_accuracy']:.3f} | "
+            f"{_times_rounds(pair['x_keras_process'])} | "
+            f"{_number(pair, 'pytorch_process_seconds', '.1f')} | "
+            f"{_times_rounds(pair.get('x_pytorch_process'))} | "
+            f"{pair['percent_of_matmul']:.0f}% | "
+            f"{' / '.join(f'{value:.3f}' for value in accuracies)} / {torch_accuracy} | "
             f"{' / '.join(ONEDNN_MARK[value] for value in pair['onednn'])} |"
         )
     return lines
 
 
-def plain_peer(rows, row) -> dict | None:
-    """The plain Keras row a mnistlab row compares with: the one in its precision."""
-    impl = "keras" if row.get("precision", "float32") == "float32" else "keras-bf16"
-    return row_of(rows, row["model"], impl, row["backend"]) or row_of(
-        rows, row["model"], "keras", row["backend"]
-    )
+def plain_peer(rows, row, peer: str = "Keras") -> dict | None:
+    """The plain row a mnistlab row compares with: the Keras script's on its backend or the
+    PyTorch loop's (``peer``), in its precision (float32 where that one was not timed)."""
+    float32, bfloat16, backend = PEERS[peer]
+    backend = backend or row["backend"]
+    impl = float32 if row.get("precision", "float32") == "float32" else bfloat16
+    return row_of(rows, row["model"], impl, backend) or row_of(rows, row["model"], float32, backend)
 
 
 def all_rows_lines(rows: list[dict]) -> list[str]:
-    """Every row timed, mnistlab's against the plain Keras row in the same precision."""
+    """Every row timed, mnistlab's against the plain Keras row and the plain PyTorch row in
+    the same precision."""
     lines = [
         "| network | implementation | backend | images/s | [min-max] | x plain Keras, same "
-        "precision | x plain PyTorch | process s | GFLOP/s | % matmul | peak RSS MB | val acc | "
+        "precision | x plain PyTorch, same precision | process s | GFLOP/s | % matmul | peak RSS MB | val acc | "
         "oneDNN | precision |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- "
         "| --- |",
     ]
     for row in rows:
         speed = row["images_per_second"]
-        keras_row = plain_peer(rows, row) if row["implementation"].startswith("mnistlab") else None
-        torch_speed = speed_of(rows, row["model"], "pytorch", "torch")
+        ours = row["implementation"].startswith("mnistlab")
+        keras_row = plain_peer(rows, row) if ours else None
+        torch_row = plain_peer(rows, row, "PyTorch") if ours else None
         versus_keras = f"{speed / keras_row['images_per_second']:.2f}" if keras_row else "-"
-        versus_torch = f"{speed / torch_speed:.2f}" if torch_speed else "-"
+        versus_torch = f"{speed / torch_row['images_per_second']:.2f}" if torch_row else "-"
         low, high = row["spread"]
         name = row["implementation"] if row["implementation"] != "mnistlab" else "**mnistlab**"
         lines.append(
@@ -270,8 +312,10 @@ def markdown(rows, matmul: float, args, elapsed: float) -> str:
         "backend in the same precision: float32 against float32, and mnistlab's default "
         "(bfloat16 where this CPU computes it) against the script with "
         '`keras.mixed_precision.set_global_policy("mixed_bfloat16")`. On TensorFlow the '
-        "script gets TensorFlow's oneDNN kernels set as mnistlab sets them. x: mnistlab's "
-        "speed over the script's (ratio of the medians; [the lowest and highest ratio round "
+        "script gets TensorFlow's oneDNN kernels set as mnistlab sets them. Beside it the plain "
+        "PyTorch loop (benchmarks/plain/torch_loop.py) in the same precision: float32, and "
+        'its forward pass and loss under `torch.autocast("cpu", dtype=torch.bfloat16)` with '
+        "float32 weights. x: mnistlab's speed over the script's (ratio of the medians; [the lowest and highest ratio round "
         "by round]); bold where mnistlab was faster in every round.",
         "",
         *like_for_like_lines(like_for_like(rows)),
@@ -295,10 +339,10 @@ def write_table(folder: str, name: str, lines: list[str]) -> str:
 
 def plot(rows: list[dict], title: str, path: str):
     """The table as a chart, saved to path (PNG): for each network and backend mnistlab timed,
-    images/s of mnistlab and of the plain Keras script in each precision and of the plain
-    PyTorch loop (median over rounds, whiskers from the slowest to the fastest round), with
-    mnistlab's ratios to the script in the same precision; beside it, mnistlab's share of
-    numpy's matrix-multiply rate, and the 40% target.
+    images/s of mnistlab and of the plain Keras script and the plain PyTorch loop in each
+    precision (median over rounds, whiskers from the slowest to the fastest round), with
+    mnistlab's ratios to the script and the loop in the same precision; beside it,
+    mnistlab's share of numpy's matrix-multiply rate, and the 40% target.
 
     Returns:
         The matplotlib Figure.
@@ -308,7 +352,7 @@ def plot(rows: list[dict], title: str, path: str):
     ours = [row for row in rows if row["implementation"] == "mnistlab"]  # one group each
 
     def beside(row, impl):  # the row of impl timed beside mnistlab's row (PyTorch: on torch)
-        backend = "torch" if impl == "pytorch" else row["backend"]
+        backend = "torch" if impl.startswith("pytorch") else row["backend"]
         return row_of(rows, row["model"], impl, backend)
 
     timed = [(impl, label) for impl, label in CHART_BARS if any(beside(r, impl) for r in ours)]
@@ -336,13 +380,11 @@ def plot(rows: list[dict], title: str, path: str):
             mine = beside(row, impl)
             if not mine:
                 continue
-            peers = [("Keras", plain_peer(rows, mine)), ("PyTorch", beside(row, "pytorch"))]
-            if mine.get("precision", "float32") != "float32":
-                peers = peers[:1]  # the PyTorch loop trains in float32
+            peers = [(name, plain_peer(rows, mine, name)) for name in PEERS]
             ratios = [
                 f"{mine['images_per_second'] / peer['images_per_second']:.2f}x {name}"
                 for name, peer in peers
-                if peer
+                if peer and (name == "Keras" or same_precision(mine, peer))
             ]
             speeds.annotate(
                 ", ".join(ratios),

@@ -23,16 +23,25 @@ sys.path.insert(0, HERE)
 
 
 KERAS_SCRIPT = os.path.join(HERE, "plain", "keras_tutorial.py")
+TORCH_SCRIPT = os.path.join(HERE, "plain", "torch_loop.py")
 PLAIN = {
     # the tutorial's code, float32, TensorFlow's oneDNN kernels set as mnistlab sets them
     "keras": KERAS_SCRIPT,
     # the same script one setting away: keras.mixed_precision.set_global_policy("mixed_bfloat16")
     "keras-bf16": KERAS_SCRIPT,
-    "pytorch": os.path.join(HERE, "plain", "torch_loop.py"),
+    "pytorch": TORCH_SCRIPT,
+    # the same loop one setting away: torch.autocast("cpu", dtype=torch.bfloat16)
+    "pytorch-bf16": TORCH_SCRIPT,
     # the MLP as a hand-written JAX loop: what a Keras row on JAX could reach without Keras
     "jax-loop": os.path.join(HERE, "plain", "jax_loop.py"),
 }
-PLAIN_PRECISION = {"keras": "float32", "keras-bf16": "mixed_bfloat16"}
+# the plain rows' --precision
+PLAIN_PRECISION = {
+    "keras": "float32",
+    "keras-bf16": "mixed_bfloat16",
+    "pytorch": "float32",
+    "pytorch-bf16": "mixed_bfloat16",
+}
 # How a process's timed epochs make its one figure: their median (the default), or the fastest
 # epoch, which leaves out time a shared host's other jobs took; the median over rounds either way.
 EPOCH_STATISTICS = {"median": statistics.median, "fastest": min}
@@ -129,7 +138,7 @@ def measurement_env(impl: str, backend: str, model: str) -> dict:
     that one environment variable.
     """
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if impl in PLAIN_PRECISION and backend == "tensorflow":
+    if impl.startswith("keras") and backend == "tensorflow":
         from mnistlab.core.backend import wants_onednn
         from mnistlab.core.config import ONEDNN_DEFAULT, ONEDNN_ENV
         from mnistlab.models import get_spec

@@ -65,12 +65,12 @@ def test_a_run_that_measured_none_of_the_figures_fails():
     ]
 
 
-def _row(model, impl, precision, speeds, processes):
+def _row(model, impl, precision, speeds, processes, backend="tensorflow"):
     """A speed.json row with each round's images/s and process seconds."""
     return {
         "model": model,
         "implementation": impl,
-        "backend": "tensorflow",
+        "backend": backend,
         "precision": precision,
         "images_per_second": sorted(speeds)[len(speeds) // 2],
         "images_per_second_rounds": speeds,
@@ -108,6 +108,62 @@ def test_like_for_like_sets_each_precision_against_its_own():
     figures = speed_checks.speed_figures(list(pairs.values()))
     assert figures["cnn bfloat16 x plain Keras, median epoch"] == pytest.approx(2.0)
     assert figures["cnn float32 x plain Keras, whole process"] == pytest.approx(40 / 30)
+
+
+def _torch_rows():
+    return [
+        _row("cnn", "pytorch", "float32", [80.0, 100.0, 50.0], [60.0, 60.0, 60.0], "torch"),
+        _row(
+            "cnn",
+            "pytorch-bf16",
+            "mixed_bfloat16",
+            [200.0, 220.0, 90.0],
+            [35.0, 33.0, 30.0],
+            "torch",
+        ),
+    ]
+
+
+def test_like_for_like_sets_each_precision_against_the_pytorch_loop_in_it():
+    """By hand: float32 mnistlab-f32 200 against pytorch 80 by epoch (2.5x; rounds 200/80,
+    210/100, 190/50: 2.1 to 3.8) and 60/30 by process; bfloat16 mnistlab 300 against
+    pytorch-bf16 200 (1.5x; rounds 1.5, 1.5, 3.0) and 33/21 by process (rounds 35/20, 33/22,
+    30/21). The Keras figures stay as they were."""
+    pairs = {p["precision"]: p for p in speed_report.like_for_like(_rows() + _torch_rows())}
+    f32, bf16 = pairs["float32"], pairs["bfloat16"]
+    assert f32["pytorch_precision"] == "float32"
+    assert f32["x_pytorch_epoch"]["value"] == pytest.approx(2.5)
+    assert f32["x_pytorch_epoch"]["rounds"] == pytest.approx([2.1, 3.8])
+    assert f32["x_pytorch_process"]["value"] == pytest.approx(2.0)
+    assert bf16["pytorch_precision"] == "mixed_bfloat16"
+    assert bf16["pytorch_images_per_second"] == 200.0 and bf16["pytorch_process_seconds"] == 33.0
+    assert bf16["x_pytorch_epoch"]["value"] == pytest.approx(1.5)
+    assert bf16["x_pytorch_epoch"]["rounds"] == pytest.approx([1.5, 3.0])
+    assert bf16["x_pytorch_process"]["value"] == pytest.approx(33 / 21)
+    assert bf16["x_pytorch_process"]["rounds"] == pytest.approx([30 / 21, 35 / 20])
+    assert bf16["x_keras_epoch"]["value"] == pytest.approx(2.0)
+    figures = speed_checks.speed_figures(list(pairs.values()))
+    assert figures["cnn bfloat16 x plain PyTorch, median epoch"] == pytest.approx(1.5)
+    assert figures["cnn float32 x plain PyTorch, whole process"] == pytest.approx(2.0)
+    table = "\n".join(speed_report.like_for_like_lines(list(pairs.values())))
+    assert "| mixed_bfloat16 / mixed_bfloat16 / mixed_bfloat16 |" in table
+    assert "| 200 | **1.50x** [1.50-3.00] |" in table  # faster in every round: bold
+
+
+def test_without_the_pytorch_loop_in_a_precision_its_columns_are_empty():
+    """Only the float32 loop timed (--no-pytorch-bf16, or an older speed.json): the bfloat16
+    pair has no PyTorch figures, and is not set against the float32 loop."""
+    rows = _rows() + _torch_rows()[:1]
+    pairs = {p["precision"]: p for p in speed_report.like_for_like(rows)}
+    assert "x_pytorch_epoch" in pairs["float32"] and "x_pytorch_epoch" not in pairs["bfloat16"]
+    figures = speed_checks.speed_figures(list(pairs.values()))
+    assert not any("bfloat16 x plain PyTorch" in name for name in figures)
+    (line,) = [
+        line
+        for line in speed_report.like_for_like_lines([pairs["bfloat16"]])
+        if line.startswith("| cnn")
+    ]
+    assert "mixed_bfloat16 / mixed_bfloat16 / - |" in line and "| - | - |" in line
 
 
 def test_where_mnistlab_trains_in_float32_its_default_row_is_the_float32_one():

@@ -236,7 +236,8 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.load(open(tmp_path / "speed.json"))["rows"]
-    peers = {"keras", "keras-bf16"} | ({"pytorch"} if importlib.util.find_spec("torch") else set())
+    torch_rows = {"pytorch", "pytorch-bf16"} if importlib.util.find_spec("torch") else set()
+    peers = {"keras", "keras-bf16"} | torch_rows
     mnistlab_rows = {"mnistlab", "mnistlab-f32", "mnistlab-bf16", "mnistlab-keras-adam"}
     assert {row["implementation"] for row in rows} == mnistlab_rows | peers
     precision = {row["implementation"]: row["precision"] for row in rows}
@@ -254,6 +255,8 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, tiny_npz):
     kernels = {row["implementation"]: row["onednn"] for row in rows}
     assert kernels["mnistlab"] is kernels["keras"] is kernels["keras-bf16"] is True
     assert precision["keras"] == "float32" and precision["keras-bf16"] == "mixed_bfloat16"
+    if torch_rows:  # the PyTorch loop in float32 and under bfloat16 autocast
+        assert precision["pytorch"] == "float32" and precision["pytorch-bf16"] == "mixed_bfloat16"
     (pair,) = [
         p
         for p in json.load(open(tmp_path / "speed.json"))["like_for_like"]
@@ -309,6 +312,46 @@ def test_the_keras_step_row_is_on_torch_only():
     )
     rows = [job for job in speed.plan(args) if job[0] == "mnistlab-keras-step"]
     assert rows == [("mnistlab-keras-step", "torch", "mlp", ("lean_step=false",))]
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ([], {"pytorch", "pytorch-bf16"}),
+        (["--no-pytorch-bf16"], {"pytorch"}),
+        (["--no-pytorch"], set()),
+    ],
+)
+def test_the_pytorch_loop_is_timed_in_float32_and_in_bfloat16_autocast(
+    monkeypatch, options, expected
+):
+    """Rows pytorch and pytorch-bf16, once a network on torch, beside the Keras rows; each
+    process gets its --precision."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    monkeypatch.setattr(speed, "installed_backends", lambda: ["tensorflow", "jax", "torch"])
+    args = speed.build_parser().parse_args(
+        ["--models", "mlp", "cnn", "--backends", "tensorflow", "jax", *options]
+    )
+    jobs = [job for job in speed.plan(args) if job[0].startswith("pytorch")]
+    assert sorted(jobs) == sorted(
+        (impl, "torch", model, ()) for impl in expected for model in ("mlp", "cnn")
+    )
+
+    seen = []
+
+    def fake_run(command, env, **kwargs):
+        seen.append(command)
+        line = json.dumps({"epoch_seconds": [1.0, 1.0], "fit_seconds": 2.0})
+        return subprocess.CompletedProcess(command, 0, stdout=line + "\n", stderr="")
+
+    monkeypatch.setattr(speed.subprocess, "run", fake_run)
+    args.timed_epochs, args.train_images, args.val_images = 1, 100, 10
+    for impl, precision in [("pytorch", "float32"), ("pytorch-bf16", "mixed_bfloat16")]:
+        result = speed.run_measurement(impl, "torch", "cnn", args)
+        assert seen[-1][1].endswith("torch_loop.py")
+        assert seen[-1][-2:] == ["--precision", precision] and result["precision"] == precision
 
 
 def test_the_jax_loop_steps_as_keras_adam_does():
@@ -432,6 +475,53 @@ def test_the_chart_draws_each_row_s_figures(tmp_path):
     assert speed.main(["--replot", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "speed.png").stat().st_size > 0
     assert speed.main(["--replot", str(tmp_path / "nowhere")]) == 2
+
+
+def test_the_chart_sets_each_precision_against_the_peers_in_it(tmp_path):
+    """mnistlab's bfloat16 default against keras-bf16 and pytorch-bf16, mnistlab-f32 against
+    keras and pytorch; without pytorch-bf16, no PyTorch ratio beside the bfloat16 row."""
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import speed
+
+    def row(impl, backend, precision, images_per_second):
+        return {
+            "model": "cnn",
+            "implementation": impl,
+            "backend": backend,
+            "precision": precision,
+            "images_per_second": images_per_second,
+            "spread": [images_per_second, images_per_second],
+            "percent_of_matmul": 30.0,
+        }
+
+    rows = [
+        row("mnistlab", "tensorflow", "mixed_bfloat16", 300.0),
+        row("mnistlab-f32", "tensorflow", "float32", 200.0),
+        row("keras", "tensorflow", "float32", 100.0),
+        row("keras-bf16", "tensorflow", "mixed_bfloat16", 150.0),
+        row("pytorch", "torch", "float32", 100.0),
+        row("pytorch-bf16", "torch", "mixed_bfloat16", 200.0),
+    ]
+    figure = speed.plot(rows, "a title", str(tmp_path / "speed.png"))
+    speeds = figure.axes[0]
+    assert sorted(round(bar.get_width()) for bar in speeds.patches) == [
+        100,
+        100,
+        150,
+        200,
+        200,
+        300,
+    ]
+    assert {text.get_text() for text in speeds.texts} == {
+        "2.00x Keras, 2.00x PyTorch",  # float32: 200 / 100 and 200 / 100
+        "2.00x Keras, 1.50x PyTorch",  # bfloat16: 300 / 150 and 300 / 200
+    }
+    figure = speed.plot(rows[:-1], "a title", str(tmp_path / "speed.png"))
+    assert {text.get_text() for text in figure.axes[0].texts} == {
+        "2.00x Keras, 2.00x PyTorch",
+        "2.00x Keras",
+    }
 
 
 @pytest.mark.slow  # a benchmark script in tiny mode: fresh processes, ~10-50 s

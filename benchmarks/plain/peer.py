@@ -34,7 +34,8 @@ def parse_args(
             "--precision",
             choices=precisions,
             default=precisions[0],
-            help=f"Keras's global dtype policy (default {precisions[0]})",
+            help=f"precision of the layers' arithmetic, {' or '.join(precisions)}; the "
+            f"script's docstring says how it sets it (default {precisions[0]})",
         )
     return parser.parse_args(argv)
 

@@ -5,8 +5,14 @@ through batches of 200 with Adam (lr 0.001) on the cross-entropy of the logits (
 as softmax + categorical cross-entropy), then evaluates the test images. Nothing is tuned;
 the only additions are the epoch timer and a JSON line at the end.
 
+``--precision mixed_bfloat16`` is the loop one setting away, PyTorch's automatic mixed
+precision on the CPU: the forward pass and the loss, and the evaluation, under
+``torch.autocast("cpu", dtype=torch.bfloat16)``; the weights and Adam's state stay float32
+(benchmarks/speed.py sets it against mnistlab's bfloat16 default).
+
 Usage:
     python benchmarks/plain/torch_loop.py --model cnn --epochs 3
+    python benchmarks/plain/torch_loop.py --model cnn --epochs 3 --precision mixed_bfloat16
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import time
 import peer
 
 MODELS = ("mlp", "cnn", "larger_cnn", "branch_cnn")
+PRECISIONS = ("float32", "mixed_bfloat16")  # the second: bfloat16 autocast, float32 weights
 
 
 def build(name: str):
@@ -57,7 +64,7 @@ def build(name: str):
 
 
 def main(argv=None) -> int:
-    args = peer.parse_args(__doc__.splitlines()[0], MODELS, argv)
+    args = peer.parse_args(__doc__.splitlines()[0], MODELS, argv, precisions=PRECISIONS)
     import torch
     import torch.nn.functional as F
 
@@ -72,6 +79,10 @@ def main(argv=None) -> int:
 
     model = build(args.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def mixed():  # float32 (autocast off) or bfloat16 autocast, as --precision says
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision != "float32")
+
     seconds = []
     started = time.perf_counter()
     for _ in range(args.epochs):
@@ -81,17 +92,18 @@ def main(argv=None) -> int:
         for start in range(0, len(x_train), args.batch_size):
             batch = order[start : start + args.batch_size]
             optimizer.zero_grad()
-            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
+            with mixed():
+                loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
             loss.backward()
             optimizer.step()
         model.eval()
         correct = 0
-        with torch.no_grad():
+        with torch.no_grad(), mixed():
             for start in range(0, len(x_test), 1000):
                 logits = model(x_test[start : start + 1000])
                 correct += (logits.argmax(1) == y_test[start : start + 1000]).sum().item()
         seconds.append(time.perf_counter() - epoch_started)
-    peer.report(seconds, started, correct / len(x_test), "torch")
+    peer.report(seconds, started, correct / len(x_test), "torch", precision=args.precision)
     return 0
 
 
