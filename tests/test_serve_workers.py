@@ -130,3 +130,20 @@ def test_a_taken_port_is_refused_in_words():
         )
     assert result.returncode == 2 and "is already in use" in result.stderr
     assert "Traceback" not in result.stderr and "Serving on" not in result.stdout
+
+
+def test_the_python_api_names_serve_and_export_and_loads_them_on_first_use():
+    code = (
+        "import sys, mnistlab\n"
+        "assert 'fastapi' not in sys.modules and 'mnistlab.serving.serve' not in sys.modules\n"
+        "from mnistlab.serving.serve import serve\n"
+        "from mnistlab.serving.export import export_onnx\n"
+        "assert mnistlab.serve is serve and mnistlab.export_onnx is export_onnx\n"
+        "assert {'serve', 'export_onnx'} <= set(mnistlab.__all__)\n"
+        "try:\n    mnistlab.nothing\nexcept AttributeError as error:\n    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=START_SECONDS
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "module 'mnistlab' has no attribute 'nothing'"

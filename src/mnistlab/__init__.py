@@ -33,8 +33,23 @@ __all__ = [
     "__version__",
     "create_model",
     "evaluate",
+    "export_onnx",
     "load_mnist",
     "load_model",
     "predict",
+    "serve",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    """serve and export_onnx, imported on first use (the server's libraries load only then)."""
+    if name == "serve":
+        from mnistlab.serving.serve import serve
+
+        return serve
+    if name == "export_onnx":
+        from mnistlab.serving.export import export_onnx
+
+        return export_onnx
+    raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
