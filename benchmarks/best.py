@@ -15,7 +15,8 @@ Usage (heavy: about 23 minutes, 43 CPU minutes, per seed on a 2-core CPU):
     flock /tmp/mnistlab-heavy.lock python benchmarks/best.py --seeds 3
 Writes benchmarks/results/best.json and best.md (NAME.json and NAME.md with --name NAME, to keep
 another setting's results beside the recipe's, e.g. --epochs 24 --name best-e24, or
---augment elastic --name best-elastic).
+--augment elastic --name best-elastic). --teacher RUN distils: each seed trains on the
+probabilities of a finished ensemble (or network) instead of the labels (training.distill).
 --val-size N holds out N images per seed instead of the recipe's 1,000 (e.g. --epochs 18
 --val-size 5000 for the earlier recipe); the test set is never the validation set.
 """
@@ -32,6 +33,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+
+from runinfo import git_commit  # noqa: E402
 
 from mnistlab.core import runs  # noqa: E402
 from mnistlab.core.config import AUGMENTS  # noqa: E402
@@ -64,7 +67,9 @@ def seed_row(result: dict, cpu_seconds: float | None) -> dict:
     }
 
 
-def summary(rows: list[dict], planned: int, config: dict, model: str = DEFAULT_MODEL) -> dict:
+def summary(
+    rows: list[dict], planned: int, config: dict, model: str = DEFAULT_MODEL, commit: str = "?"
+) -> dict:
     errors = [row["test_error"] for row in rows]
     return {
         "model": model,
@@ -81,6 +86,7 @@ def summary(rows: list[dict], planned: int, config: dict, model: str = DEFAULT_M
         "per_seed": rows,
         "recipe": {k: v for k, v in config.items() if k not in ("seed", "val_fold")},
         "machine": runs.machine_description(),
+        "commit": commit,  # the checkout's when the benchmark started
         "versions": runs.read_json(os.path.join(REPO, rows[0]["folder"], runs.META_FILE))[
             "versions"
         ]
@@ -101,6 +107,7 @@ def write_results(result: dict, name: str = "best") -> None:
         "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']} (shared with other jobs)  ",
+        f"Commit: {result.get('commit', '?')}  ",
         f"Seeds finished: {result['seeds_done']} of {result['seeds_planned']}  ",
         f"Written: {result['written']}",
         "",
@@ -168,6 +175,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--elastic-sigma", type=float, help="elastic field smoothness in pixels (default 4)"
     )
+    parser.add_argument(
+        "--label-smoothing", type=float, help="override the recipe's label smoothing"
+    )
+    parser.add_argument(
+        "--teacher",
+        help="distil: a finished run or ensemble folder whose probabilities are the targets",
+    )
+    parser.add_argument(
+        "--teacher-weight", type=float, help="distil: the teacher's share of each target (1)"
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -189,10 +206,14 @@ def main(argv=None) -> int:
         augment=args.augment,
         elastic_alpha=args.elastic_alpha,
         elastic_sigma=args.elastic_sigma,
+        label_smoothing=args.label_smoothing,
+        teacher=args.teacher and os.path.abspath(args.teacher),
+        teacher_weight=args.teacher_weight,
         train_size=args.train_size,
         data=args.data,
     )
     rows: list[dict] = []
+    commit = git_commit()
     cpu_before = [resource.getrusage(resource.RUSAGE_CHILDREN)]
 
     def on_result(result: dict) -> None:  # one trial at a time: children's CPU is this trial's
@@ -204,7 +225,7 @@ def main(argv=None) -> int:
             return
         rows.append(seed_row(result, None if result["skipped"] else cpu))
         config = runs.read_json(os.path.join(result["out"], runs.CONFIG_FILE))
-        write_results(summary(rows, args.seeds, config, args.model), args.name)
+        write_results(summary(rows, args.seeds, config, args.model, commit), args.name)
         print(f"seed {rows[-1]['seed']}: test error {rows[-1]['test_error']:.2f}%", flush=True)
 
     run_trials(trials, on_result=on_result)

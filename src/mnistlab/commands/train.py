@@ -28,6 +28,9 @@ def add_config_arguments(parser) -> None:
         "elastic_alpha": "elastic: pixels of displacement per unit of smoothed noise",
         "elastic_sigma": "elastic: width in pixels of the Gaussian that smooths the noise",
         "ema": "decay of a moving average of the weights (0 = off)",
+        "teacher": "distil: a finished run folder (an ensemble's too) whose probabilities on "
+        "the training images are the targets",
+        "teacher_weight": "distil: the teacher's share of each target, the rest the label",
         "early_stopping": "patience in epochs on val accuracy (0 = off)",
         "jit_compile": "auto, true or false",
         "steps_per_execution": "train steps per compiled call (0 = measured default)",

@@ -58,6 +58,11 @@ class TrainConfig:
     elastic_alpha: float = 34.0  # pixels of displacement per unit of smoothed noise
     elastic_sigma: float = 4.0  # pixels: width of the Gaussian that smooths the noise
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
+    # a finished run folder (one network, or an ensemble's) whose probabilities on each training
+    # image become that image's target, and its warped copies' (training.distill); "" = off
+    teacher: str = ""
+    # the teacher's share of each target; the rest is the one-hot label (1 = the teacher alone)
+    teacher_weight: float = 1.0
     early_stopping: int = 0  # stop after this many epochs without val improvement (0 = off)
     jit_compile: str = "auto"  # auto (fastest measured per backend), true, false
     steps_per_execution: int = 0  # train steps per compiled call (0 = fastest measured default)
@@ -147,6 +152,7 @@ class TrainConfig:
             (self.train_size >= 0, "train_size must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (0 < self.teacher_weight <= 1, "teacher_weight must be in (0, 1]"),
             (self.elastic_alpha >= 0, "elastic_alpha must be 0 or more"),
             (self.elastic_sigma > 0, "elastic_sigma must be positive"),
             (self.early_stopping >= 0, "early_stopping must be 0 or more"),

@@ -22,6 +22,7 @@ from mnistlab.fast import seam
 from mnistlab.fast.seam import choose_train_step  # noqa: F401  (training's API, tests)
 from mnistlab.models.registry import NUM_CLASSES, create_model, float32_copy, get_spec, to_input
 from mnistlab.models.saved import load_model, measure
+from mnistlab.training import distill
 from mnistlab.training import distribute as distribution
 from mnistlab.training.calibrate import calibrate_model
 
@@ -327,6 +328,8 @@ def train(
             f"Run folder '{folder}' already holds a run. Continue it with --resume {folder}, "
             "or choose another --out folder."
         )
+    if config.teacher and not os.path.exists(os.path.join(folder, distill.TARGETS_FILE)):
+        distill.check_teacher(config.teacher)  # a resumed run keeps its targets: no teacher
     # a folder this call makes is removed again if training fails before its first epoch
     with (
         runs.lock_run(folder, discard_unstarted=True),
@@ -416,6 +419,8 @@ def _fit(model, config: TrainConfig, folder: str, split: dict, plan, done: int, 
     # The images are scaled before the clock starts: train_seconds times training, as the
     # plain scripts' clocks do (they scale their arrays before fit, untimed).
     x_train, x_val = to_input(split["x_train"]), to_input(split["x_val"])
+    if config.teacher:  # distillation: the teacher's probabilities are the targets
+        y_train = distill.distilled_targets(config, folder, x_train, y_train)
     started = time.perf_counter()
     if done < config.epochs:
         inputs = training_inputs(config, x_train, y_train, initial_epoch=done)

@@ -1,0 +1,92 @@
+"""Distillation (training.distill): a teacher's probabilities as the training targets."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import mnistlab
+from mnistlab.core import runs
+from mnistlab.core.config import TrainConfig
+from mnistlab.training import distill
+from tests.conftest import run_cli_in_process
+
+FIXED = np.array([0.05, 0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2], np.float32)
+
+
+def fixed_teacher(folder, probabilities=FIXED) -> str:
+    """A run folder whose model answers ``probabilities`` for every image: a Dense layer with
+    zero weights and the probabilities' logarithms as biases, then a softmax."""
+    import keras
+
+    os.makedirs(folder)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(
+                10,
+                activation="softmax",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant(np.log(probabilities)),
+            ),
+        ]
+    )
+    model.save(os.path.join(folder, runs.MODEL_FILE))
+    return str(folder)
+
+
+def test_targets_mix_the_teacher_and_the_label_and_are_kept_for_a_resume(tmp_path):
+    teacher = fixed_teacher(tmp_path / "teacher")
+    x = np.random.default_rng(0).random((6, 28, 28, 1)).astype(np.float32)
+    labels = np.eye(10, dtype=np.float32)[[0, 3, 9, 9, 1, 5]]
+    run = tmp_path / "run"
+    run.mkdir()
+    config = TrainConfig(teacher=teacher, teacher_weight=0.25, verbose=0)
+    targets = distill.distilled_targets(config, str(run), x, labels)
+    np.testing.assert_allclose(targets, 0.25 * FIXED + 0.75 * labels, atol=1e-6)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    shutil.rmtree(teacher)  # the run folder holds the teacher's answers now
+    np.testing.assert_allclose(
+        distill.distilled_targets(config, str(run), x, labels), targets, atol=1e-7
+    )
+
+
+def test_a_student_learns_the_teachers_answer_not_the_labels(tmp_path, tiny_data):
+    # The teacher says "9, 20%" to every image, whatever its label; trained on the teacher
+    # alone, the student answers that distribution, not the (easily learned) bars.
+    teacher = fixed_teacher(tmp_path / "teacher")
+    run = mnistlab.train(
+        "mlp",
+        data=tiny_data,
+        out=str(tmp_path / "student"),
+        epochs=6,
+        val_size=200,
+        teacher=teacher,
+        learning_rate=0.003,
+        verbose=0,
+    )
+    (_, _), (x_test, _) = tiny_data
+    answers = run.model.predict(x_test[:100, ..., None] / 255.0, verbose=0)
+    np.testing.assert_allclose(answers.mean(axis=0), FIXED, atol=0.03)
+    assert (answers.argmax(axis=1) == 9).all()
+    saved = json.load(open(os.path.join(run.path, runs.CONFIG_FILE)))
+    assert (saved["teacher"], saved["teacher_weight"]) == (teacher, 1.0)
+    assert os.path.exists(os.path.join(run.path, distill.TARGETS_FILE))
+
+
+def test_a_missing_or_unfinished_teacher_is_refused_in_words(tmp_path):
+    result = run_cli_in_process("train", "mlp", "--teacher", str(tmp_path / "none"))
+    assert result.returncode == 2
+    assert "No teacher run folder" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run_cli_in_process("train", "mlp", "--teacher", str(tmp_path / "empty"))
+    assert result.returncode == 2 and "holds no model.keras" in result.stderr
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.5])
+def test_teacher_weight_outside_0_1_is_refused(weight):
+    with pytest.raises(ValueError, match="teacher_weight must be in"):
+        TrainConfig.from_dict({"teacher_weight": weight})
