@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import CLI_FOLDER
+from tests.conftest import CLI_FOLDER, fresh_python
 
 pytest.importorskip("fastapi")
 pytest.importorskip("onnxruntime")
@@ -142,8 +142,4 @@ def test_the_python_api_names_serve_and_export_and_loads_them_on_first_use():
         "assert {'serve', 'export_onnx'} <= set(mnistlab.__all__)\n"
         "try:\n    mnistlab.nothing\nexcept AttributeError as error:\n    print(error)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=START_SECONDS
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "module 'mnistlab' has no attribute 'nothing'"
+    assert fresh_python(code) == "module 'mnistlab' has no attribute 'nothing'"

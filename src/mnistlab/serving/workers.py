@@ -145,9 +145,6 @@ class WorkerGroup:
                 if self._listening(index):
                     self._pipes[index].send("serve")
 
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._processes if process is not None]
-
     def stop(self, timeout: float = 10.0) -> None:
         """Asks every process to stop (SIGTERM: uvicorn finishes its open requests), then
         kills those still running after timeout seconds."""
