@@ -90,3 +90,29 @@ def test_a_missing_or_unfinished_teacher_is_refused_in_words(tmp_path):
 def test_teacher_weight_outside_0_1_is_refused(weight):
     with pytest.raises(ValueError, match="teacher_weight must be in"):
         TrainConfig.from_dict({"teacher_weight": weight})
+
+
+def finished_run(folder, seed, val_error, val_size=1000):
+    os.makedirs(folder)
+    runs.write_json(
+        os.path.join(folder, runs.CONFIG_FILE),
+        {"seed": seed, "val_size": val_size, "val_fold": seed % 3},
+    )
+    runs.write_json(os.path.join(folder, runs.METRICS_FILE), {"val_error": val_error, "error": 0})
+    return str(folder)
+
+
+def test_ship_chooses_the_lowest_validation_error_and_refuses_test_validated_runs(tmp_path):
+    from tests.conftest import load_benchmark
+
+    ship = load_benchmark("ship")
+    folders = [
+        finished_run(tmp_path / "a", 70, 0.3),
+        finished_run(tmp_path / "b", 71, 0.1),
+        finished_run(tmp_path / "c", 72, 0.1),
+    ]
+    chosen = ship.choose([ship.candidate(folder) for folder in folders])
+    assert (chosen["seed"], chosen["val_fold"]) == (71, 2)  # b: the first of the two at 0.1
+    finished_run(tmp_path / "t", 7, None, val_size=0)
+    assert ship.main([str(tmp_path / "t"), "--dry-run"]) == 2
+    assert ship.main([str(tmp_path / "nothing"), "--dry-run"]) == 2

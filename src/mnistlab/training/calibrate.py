@@ -18,7 +18,9 @@ from mnistlab.core import runs
 from mnistlab.models import calibration
 from mnistlab.models.saved import PRETRAINED_DIR, load_model, predict_probabilities
 
-# The shipped model's validation fold (pretrained/README.md: `best` seed 8 of benchmarks/best.py
+# Which run the shipped model is, with its validation fold: written by benchmarks/ship.py
+SHIPPED_RECORD = "shipped.json"
+# The fold of a shipped model that predates shipped.json (`best` seed 8 of benchmarks/best.py
 # --val-size 1000, member 1 of the ensemble recipe, whose member k holds out fold k).
 PRETRAINED_VAL_SIZE = 1000  # images
 PRETRAINED_VAL_FOLD = 1  # the 1,000 images before the last 1,000 of MNIST's training file
@@ -51,8 +53,8 @@ def calibrate(
     """Fits and writes calibration.json for a run folder, or for the shipped model (None).
 
     The validation images are rebuilt as the run's training held them out: its config.json's
-    val_size and val_fold (the shipped model's: PRETRAINED_VAL_SIZE, PRETRAINED_VAL_FOLD),
-    unless given here.
+    val_size and val_fold (the shipped model's: its shipped.json's, else PRETRAINED_VAL_SIZE
+    and PRETRAINED_VAL_FOLD), unless given here.
 
     Returns:
         The calibration dict written.
@@ -60,6 +62,10 @@ def calibrate(
     if spec in (None, "pretrained", "default"):
         folder, settings = PRETRAINED_DIR, {"val_size": PRETRAINED_VAL_SIZE}
         settings["val_fold"] = PRETRAINED_VAL_FOLD
+        record = os.path.join(PRETRAINED_DIR, SHIPPED_RECORD)
+        if os.path.exists(record):
+            chosen = runs.read_json(record)["chosen"]
+            settings = {key: chosen[key] for key in ("val_size", "val_fold")}
     elif os.path.isdir(spec):
         folder = spec
         settings = runs.read_json(os.path.join(spec, runs.CONFIG_FILE))
