@@ -86,6 +86,52 @@ def test_a_missing_or_unfinished_teacher_is_refused_in_words(tmp_path):
     assert result.returncode == 2 and "holds no model.keras" in result.stderr
 
 
+def test_with_warps_the_teacher_answers_each_batch_as_it_is_warped(tmp_path, tiny_data):
+    import keras
+
+    from mnistlab.models.saved import load_model
+    from mnistlab.training.augment import training_inputs
+
+    teacher = tmp_path / "teacher"
+    os.makedirs(teacher)
+    keras.utils.set_random_seed(3)  # a teacher whose answer depends on every pixel
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
+    )
+    model.save(teacher / runs.MODEL_FILE)
+    (x, y), _ = tiny_data
+    config = TrainConfig(
+        teacher=str(teacher),
+        teacher_sees="warps",
+        teacher_weight=0.5,
+        augment="affine",
+        batch_size=64,
+    )
+    labels = np.eye(10, dtype=np.float32)[y[:256]]
+    inputs = training_inputs(config, x[:256, ..., None] / np.float32(255), labels)
+    reference = load_model(str(teacher / runs.MODEL_FILE))
+    batches = iter(distill.asking_teacher(inputs, config)["args"][0])
+    plain = iter(training_inputs(config, x[:256, ..., None] / np.float32(255), labels)["args"][0])
+    for _ in range(3):
+        images, targets = next(batches)
+        warped, batch_labels = (np.asarray(part) for part in next(plain))
+        np.testing.assert_array_equal(images, warped)  # the same warps, in the same order
+        expected = 0.5 * reference.predict(images, verbose=0) + 0.5 * batch_labels
+        np.testing.assert_allclose(targets, expected, atol=1e-5)
+    run = mnistlab.train(
+        "mlp",
+        data=tiny_data,
+        out=str(tmp_path / "student"),
+        epochs=1,
+        val_size=200,
+        teacher=str(teacher),
+        teacher_sees="warps",
+        augment="affine",
+        verbose=0,
+    )
+    assert not os.path.exists(os.path.join(run.path, distill.TARGETS_FILE))
+
+
 @pytest.mark.parametrize("weight", [0.0, 1.5])
 def test_teacher_weight_outside_0_1_is_refused(weight):
     with pytest.raises(ValueError, match="teacher_weight must be in"):

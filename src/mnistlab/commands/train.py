@@ -31,6 +31,8 @@ def add_config_arguments(parser) -> None:
         "teacher": "distil: a finished run folder (an ensemble's too) whose probabilities on "
         "the training images are the targets",
         "teacher_weight": "distil: the teacher's share of each target, the rest the label",
+        "teacher_sees": "distil: images (the teacher answers each training image once, before "
+        "training) or warps (every warped batch: its forward pass each step)",
         "early_stopping": "patience in epochs on val accuracy (0 = off)",
         "jit_compile": "auto, true or false",
         "steps_per_execution": "train steps per compiled call (0 = measured default)",

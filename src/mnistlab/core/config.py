@@ -63,6 +63,10 @@ class TrainConfig:
     teacher: str = ""
     # the teacher's share of each target; the rest is the one-hot label (1 = the teacher alone)
     teacher_weight: float = 1.0
+    # what the teacher answers for: "images", each training image once, before training, its
+    # warps carrying that answer (no cost a step); or "warps", every warped batch as it is
+    # drawn, its own answer for each warp (a forward pass of the teacher a step)
+    teacher_sees: str = "images"
     early_stopping: int = 0  # stop after this many epochs without val improvement (0 = off)
     jit_compile: str = "auto"  # auto (fastest measured per backend), true, false
     steps_per_execution: int = 0  # train steps per compiled call (0 = fastest measured default)
@@ -153,6 +157,10 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
             (0 < self.teacher_weight <= 1, "teacher_weight must be in (0, 1]"),
+            (
+                self.teacher_sees in TEACHER_SEES,
+                f"teacher_sees must be one of {', '.join(TEACHER_SEES)}",
+            ),
             (self.elastic_alpha >= 0, "elastic_alpha must be 0 or more"),
             (self.elastic_sigma > 0, "elastic_sigma must be positive"),
             (self.early_stopping >= 0, "early_stopping must be 0 or more"),
@@ -201,6 +209,7 @@ class TrainConfig:
 
 SCHEDULES = ("constant", "onecycle", "exponential")
 AUGMENTS = ("none", "affine", "elastic")
+TEACHER_SEES = ("images", "warps")
 # auto, a Keras dtype policy, or float32 but for bfloat16 products (JAX and PyTorch)
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "bfloat16_products")
 # What a run saved by an older mnistlab, whose config.json lacks a key, trained with: the

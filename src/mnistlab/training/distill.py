@@ -1,16 +1,18 @@
 """Distillation: train one network on a teacher's probabilities instead of the bare labels.
 
 A teacher is any finished run folder: one network, or an ensemble that ``mnistlab ensemble``
-averaged into one model. Before the first epoch it predicts every training image once; each
-image's target is then ``teacher_weight`` times the teacher's probabilities plus the rest of
-the one-hot label, and every warped copy that augmentation makes of the image carries that
-image's target. The teacher sees the images, not their warps: one pass of a 33-network
-ensemble over 59,000 images is minutes on two cores, where asking it about every warped batch
-would cost 33 forward passes a step.
+averaged into one model. A target is ``teacher_weight`` times the teacher's probabilities plus
+the rest of the one-hot label. What the teacher answers for is ``teacher_sees``:
 
-The targets are kept in the run folder (``teacher.npy``), so ``--resume`` trains on the same
-targets without the teacher's pass, and without the teacher folder. The student's validation
-and test images are never shown to the teacher's targets: it is measured on the true labels.
+- "images": before the first epoch the teacher predicts every training image once, and every
+  warped copy that augmentation makes of an image carries that image's target. One pass of a
+  33-network ensemble over 59,000 images is minutes on two cores. The targets are kept in the
+  run folder (``teacher.npy``), so ``--resume`` trains on them without the teacher.
+- "warps": the teacher answers every batch as augmentation draws it, so a digit warped towards
+  another has the teacher's answer for the warp; that is a forward pass of the teacher a step
+  (for a 33-network teacher, many times the student's step), and a resume needs the teacher.
+
+The student is validated and tested on the true labels.
 """
 
 from __future__ import annotations
@@ -71,3 +73,22 @@ def distilled_targets(config, folder: str, x, labels) -> np.ndarray:
         np.save(partial, probabilities)
         os.replace(partial, path)
     return soft_targets(labels, probabilities, config.teacher_weight)
+
+
+def asking_teacher(inputs: dict, config) -> dict:
+    """``training_inputs``'s result with each augmented batch's labels replaced by the
+    teacher's answer for that batch (``teacher_sees`` "warps"); unaugmented inputs, whose
+    only views are the images, go through ``distilled_targets`` instead."""
+    from mnistlab.models.saved import load_model
+
+    check_teacher(config.teacher)
+    teacher = load_model(os.path.join(config.teacher, runs.MODEL_FILE))
+    (source,) = inputs["args"]
+    batches = source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else source
+
+    def answered():
+        for images, labels in batches:
+            probabilities = np.asarray(teacher.predict_on_batch(images), np.float32)
+            yield images, soft_targets(labels, probabilities, config.teacher_weight)
+
+    return {**inputs, "args": (answered(),)}

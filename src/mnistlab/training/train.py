@@ -328,7 +328,8 @@ def train(
             f"Run folder '{folder}' already holds a run. Continue it with --resume {folder}, "
             "or choose another --out folder."
         )
-    if config.teacher and not os.path.exists(os.path.join(folder, distill.TARGETS_FILE)):
+    kept = os.path.exists(os.path.join(folder, distill.TARGETS_FILE))
+    if config.teacher and (config.teacher_sees == "warps" or not kept):
         distill.check_teacher(config.teacher)  # a resumed run keeps its targets: no teacher
     # a folder this call makes is removed again if training fails before its first epoch
     with (
@@ -419,11 +420,14 @@ def _fit(model, config: TrainConfig, folder: str, split: dict, plan, done: int, 
     # The images are scaled before the clock starts: train_seconds times training, as the
     # plain scripts' clocks do (they scale their arrays before fit, untimed).
     x_train, x_val = to_input(split["x_train"]), to_input(split["x_val"])
-    if config.teacher:  # distillation: the teacher's probabilities are the targets
+    asks_per_batch = config.teacher_sees == "warps" and config.augment != "none"
+    if config.teacher and not asks_per_batch:  # distillation: the teacher's answers as targets
         y_train = distill.distilled_targets(config, folder, x_train, y_train)
     started = time.perf_counter()
     if done < config.epochs:
         inputs = training_inputs(config, x_train, y_train, initial_epoch=done)
+        if config.teacher and asks_per_batch:
+            inputs = distill.asking_teacher(inputs, config)
         model.fit(
             *inputs["args"],
             batch_size=plan.local_batch_size(inputs["batch_size"]),
