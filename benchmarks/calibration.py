@@ -21,7 +21,9 @@ import string
 import sys
 
 import numpy as np
-from runinfo import git_commit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # runinfo, wherever it is run from
+from runinfo import git_commit  # noqa: E402
 
 from mnistlab.core.runs import machine_description
 from mnistlab.data.mnist import load_mnist
