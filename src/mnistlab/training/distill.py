@@ -37,12 +37,17 @@ def check_teacher(folder: str) -> None:
         )
 
 
-def teacher_probabilities(teacher_folder: str, x) -> np.ndarray:
-    """The teacher's probabilities on images ``x`` (model input), float32 rows that sum to 1."""
+def load_teacher(folder: str):
+    """The teacher's network, for predictions only (no optimizer state), once checked."""
     from mnistlab.models.saved import load_model
 
-    check_teacher(teacher_folder)
-    teacher = load_model(os.path.join(teacher_folder, runs.MODEL_FILE))
+    check_teacher(folder)
+    return load_model(os.path.join(folder, runs.MODEL_FILE), compile=False)
+
+
+def teacher_probabilities(teacher_folder: str, x) -> np.ndarray:
+    """The teacher's probabilities on images ``x`` (model input), float32 rows that sum to 1."""
+    teacher = load_teacher(teacher_folder)
     probabilities = np.asarray(teacher.predict(x, batch_size=PREDICT_BATCH, verbose=0), np.float32)
     return probabilities / probabilities.sum(axis=1, keepdims=True)
 
@@ -79,10 +84,7 @@ def asking_teacher(inputs: dict, config) -> dict:
     """``training_inputs``'s result with each augmented batch's labels replaced by the
     teacher's answer for that batch (``teacher_sees`` "warps"); unaugmented inputs, whose
     only views are the images, go through ``distilled_targets`` instead."""
-    from mnistlab.models.saved import load_model
-
-    check_teacher(config.teacher)
-    teacher = load_model(os.path.join(config.teacher, runs.MODEL_FILE))
+    teacher = load_teacher(config.teacher)
     (source,) = inputs["args"]
     batches = source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else source
 
