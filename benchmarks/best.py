@@ -186,6 +186,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--teacher-weight", type=float, help="distil: the teacher's share of each target (1)"
     )
+    parser.add_argument(
+        "--teacher-sees",
+        choices=("images", "warps"),
+        help="distil: the teacher answers each image once (images) or every augmented batch",
+    )
     parser.add_argument("--train-size", type=int, help="quick check: train on N images only")
     parser.add_argument("--data", help="MNIST folder (default $MNISTLAB_DATA)")
     parser.add_argument(
@@ -210,6 +215,7 @@ def main(argv=None) -> int:
         label_smoothing=args.label_smoothing,
         teacher=args.teacher and os.path.abspath(args.teacher),
         teacher_weight=args.teacher_weight,
+        teacher_sees=args.teacher_sees,
         train_size=args.train_size,
         data=args.data,
     )
