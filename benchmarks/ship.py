@@ -10,6 +10,12 @@ installed into src/mnistlab/models/pretrained as
 - shipped.json: which run it is, its recipe, and every candidate's validation error;
 - model.onnx and onnx.json: exported and checked against Keras (export.build_pretrained_onnx).
 
+With ``--against INCUMBENT ...`` (the shipped recipe's networks, one a fold), the candidates
+must first beat them by more than chance: each candidate is paired with the incumbent holding
+out the same validation fold, and on the pooled images that exactly one of a pair gets wrong,
+an exact one-sided sign test (McNemar's) must give p < 0.05 (ALPHA). Otherwise nothing is
+installed, and the script says so and exits 1.
+
 Then the shipped model's test error is read, once, with its size on disk, and written to
 benchmarks/results/NAME.md and .json. Speed is benchmarks/inference.py's; the own-digits check,
 benchmarks/own_digits_accuracy.py's.
@@ -17,6 +23,7 @@ benchmarks/own_digits_accuracy.py's.
 Usage:
     python benchmarks/ship.py runs/bench-x/members/member-0 runs/bench-x/members/member-1 ...
     python benchmarks/ship.py RUN ... --dry-run     # name the choice, install nothing
+    python benchmarks/ship.py RUN ... --against benchmarks/members/best-e40/member-{0,1,2}
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ import os
 import shutil
 import sys
 import time
+from math import comb
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
@@ -37,6 +47,7 @@ from mnistlab.core import runs  # noqa: E402
 from mnistlab.training.calibrate import SHIPPED_RECORD  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
+ALPHA = 0.05  # the sign test's threshold
 
 
 def candidate(folder: str) -> dict:
@@ -68,6 +79,61 @@ def choose(candidates: list[dict]) -> dict:
     return min(candidates, key=lambda row: row["val_error"])  # min keeps the first of ties
 
 
+def sign_test_p(wins: int, losses: int) -> float:
+    """P(at least `wins` of wins + losses fair coin flips go the candidate's way).
+
+    Example:
+        >>> sign_test_p(5, 0)  # five images only the incumbent got wrong, none the other way
+        0.03125
+        >>> sign_test_p(4, 3)  # four images one way, three the other: no evidence
+        0.5
+    """
+    flips = wins + losses
+    return sum(comb(flips, k) for k in range(wins, flips + 1)) / 2**flips
+
+
+def validation_wrong(folder: str, x_train, y_train) -> np.ndarray:
+    """One bool an image of the run's held-out validation fold: did its saved model get it wrong."""
+    from mnistlab.core.config import TrainConfig
+    from mnistlab.models.saved import load_model, predict_probabilities
+    from mnistlab.training.train import split_fold
+
+    config = TrainConfig.from_dict(runs.read_json(os.path.join(folder, runs.CONFIG_FILE)))
+    x_val, y_val = split_fold(x_train, y_train, config)[1]
+    probabilities = predict_probabilities(load_model(folder, compile=False), x_val)
+    return np.argmax(probabilities, axis=1) != y_val
+
+
+def paired_test(candidates: list[dict], incumbents: list[dict], wrong) -> dict:
+    """The sign test of the candidates against the incumbents of the same folds.
+
+    `wrong(row)` gives a row's validation mistakes, one bool an image.
+    """
+    by_fold = {(row["val_size"], row["val_fold"]): row for row in incumbents}
+    wins = losses = 0
+    pairs = []
+    for row in candidates:
+        rival = by_fold.get((row["val_size"], row["val_fold"]))
+        if rival is None:
+            raise ValueError(
+                f"no incumbent holds out fold {row['val_fold']} of {row['val_size']} images, "
+                f"as '{row['folder']}' does: pass one with --against."
+            )
+        ours, theirs = wrong(row), wrong(rival)
+        wins += int(np.sum(theirs & ~ours))
+        losses += int(np.sum(ours & ~theirs))
+        pairs.append(
+            {
+                "candidate": row["folder"],
+                "incumbent": rival["folder"],
+                "candidate_mistakes": int(ours.sum()),
+                "incumbent_mistakes": int(theirs.sum()),
+            }
+        )
+    p = sign_test_p(wins, losses)
+    return {"pairs": pairs, "wins": wins, "losses": losses, "p": p, "passed": p < ALPHA}
+
+
 def install(folder: str, record: dict) -> None:
     """Writes model.keras, calibration.json and shipped.json of the chosen run, then the ONNX."""
     from mnistlab.models.saved import PRETRAINED_DIR, load_model
@@ -89,19 +155,32 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", help="finished run folders, the candidates")
     parser.add_argument("--name", default="ship", help="results file name (default ship)")
     parser.add_argument("--dry-run", action="store_true", help="name the choice only")
+    parser.add_argument(
+        "--against",
+        nargs="+",
+        metavar="RUN",
+        help="the shipped recipe's runs: ship only if the candidates beat them (sign test)",
+    )
     args = parser.parse_args(argv)
     try:
         candidates = [candidate(folder) for folder in args.runs]
+        incumbents = [candidate(folder) for folder in args.against or ()]
+        test = incumbents and against(candidates, incumbents)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if test and not test["passed"]:
+        print("Not shipped: the candidates do not beat the incumbents by more than chance.")
+        return 1
     chosen = choose(candidates)
     print(f"Chosen on validation: {chosen['folder']} ({chosen['val_error']:.2f}%).", flush=True)
     if args.dry_run:
         return 0
     config = runs.read_json(os.path.join(chosen["path"], runs.CONFIG_FILE))
     record = {
-        "rule": "lowest validation error of the candidates (their own folds), first of ties",
+        "rule": "lowest validation error of the candidates (their own folds), first of ties"
+        + (f", after a paired sign test against {len(incumbents)} incumbents" if test else ""),
+        "sign_test": test or None,
         "chosen": chosen,
         "candidates": candidates,
         "recipe": config,
@@ -113,6 +192,26 @@ def main(argv=None) -> int:
     install(chosen["path"], record)
     write_results(record, args.name)
     return 0
+
+
+def against(candidates: list[dict], incumbents: list[dict]) -> dict:
+    """Runs the sign test on MNIST's training images and prints its reading."""
+    from mnistlab.data.mnist import load_mnist
+
+    (x_train, y_train), _ = load_mnist(None)
+    test = paired_test(
+        candidates, incumbents, lambda row: validation_wrong(row["path"], x_train, y_train)
+    )
+    for pair in test["pairs"]:
+        print(
+            f"wrong on validation: {pair['candidate']} {pair['candidate_mistakes']}, "
+            f"{pair['incumbent']} {pair['incumbent_mistakes']}"
+        )
+    print(
+        f"Sign test: {test['wins']} images only the incumbents got wrong, {test['losses']} only "
+        f"the candidates; p = {test['p']:.3f} (ships below {ALPHA})."
+    )
+    return test
 
 
 def write_results(record: dict, name: str) -> None:
@@ -137,6 +236,15 @@ def write_results(record: dict, name: str) -> None:
         "",
         f"Rule: {record['rule']}.",
         "",
+        *(
+            [
+                f"Sign test against the incumbents: {test['wins']} validation images only they "
+                f"got wrong, {test['losses']} only the candidates; p = {test['p']:.3f}.",
+                "",
+            ]
+            if (test := record.get("sign_test"))
+            else []
+        ),
         "| candidate | seed | val fold | val error % |",
         "| --- | ---: | ---: | ---: |",
         *(

@@ -162,3 +162,44 @@ def test_ship_chooses_the_lowest_validation_error_and_refuses_test_validated_run
     finished_run(tmp_path / "t", 7, None, val_size=0)
     assert ship.main([str(tmp_path / "t"), "--dry-run"]) == 2
     assert ship.main([str(tmp_path / "nothing"), "--dry-run"]) == 2
+
+
+@pytest.mark.parametrize("wins,losses", [(0, 0), (5, 0), (4, 3), (9, 2), (3, 12), (30, 14)])
+def test_the_ship_sign_test_is_scipy_s_one_sided_binomial_test(wins, losses):
+    from scipy.stats import binomtest
+
+    from tests.conftest import load_benchmark
+
+    ship = load_benchmark("ship")
+    expected = 1.0 if wins + losses == 0 else binomtest(wins, wins + losses, 0.5, "greater").pvalue
+    assert ship.sign_test_p(wins, losses) == pytest.approx(expected, rel=1e-12)
+
+
+def test_ship_pairs_each_candidate_with_the_incumbent_of_its_fold(tmp_path):
+    from tests.conftest import load_benchmark
+
+    ship = load_benchmark("ship")
+    candidates = [ship.candidate(finished_run(tmp_path / f"c{s}", s, 0.1)) for s in (70, 71)]
+    incumbents = [ship.candidate(finished_run(tmp_path / f"i{s}", s, 0.3)) for s in (7, 8, 9)]
+    # fold 1 (seeds 70 and 7): the candidate fixes images 0-5 and breaks image 9;
+    # fold 2 (seeds 71 and 8): both wrong on image 0, the candidate also fixes image 1.
+    wrong = {
+        "c70": [9],
+        "i7": [0, 1, 2, 3, 4, 5],
+        "c71": [0],
+        "i8": [0, 1],
+        "i9": [7],
+    }
+
+    def mistakes(row):
+        marks = np.zeros(10, dtype=bool)
+        marks[wrong[os.path.basename(row["folder"])]] = True
+        return marks
+
+    test = ship.paired_test(candidates, incumbents, mistakes)
+    assert (test["wins"], test["losses"]) == (7, 1)
+    assert [pair["incumbent"].rsplit("/", 1)[-1] for pair in test["pairs"]] == ["i7", "i8"]
+    assert test["p"] == pytest.approx(9 / 256) and test["passed"]
+    lone = ship.candidate(finished_run(tmp_path / "c5", 5, 0.1, val_size=500))
+    with pytest.raises(ValueError, match="no incumbent holds out fold 2 of 500"):
+        ship.paired_test([lone], incumbents, mistakes)
