@@ -2,8 +2,9 @@
 
 The rule, fixed before the test set is read (benchmarks/members/README.md records when):
 
-1. The pool is every finished member kept in benchmarks/members (DESIGN/member-I, each
-   holding out its own validation fold of 1,000 training images).
+1. The pool is every finished member of the designs kept in benchmarks/members when the rule
+   was fixed (POOL: DESIGN/member-I, each holding out its own validation fold of 1,000
+   training images). Designs kept later are left out, so that a rerun reads what was read.
 2. The shared folds are the folds that every design has a finished member holding out. On
    fold f, a mixture of designs is the weighted average of the probabilities of the designs'
    fold-f members, each on the images it never trained on.
@@ -52,13 +53,16 @@ MEMBERS = os.path.join(HERE, "members")
 RESULTS = os.path.join(HERE, "results")
 CACHE = os.path.join(REPO, "runs", "ensemble-select")
 STEPS = 12  # greedy additions; weights come in twelfths
+POOL = ("best-e40", "best5-e40", "best_deskew-e40", "deotte-e45")  # the designs the rule read
 NAME = "ensemble-selected"
 
 
-def finished_members(root: str = MEMBERS) -> dict[str, list[dict]]:
+def finished_members(root: str = MEMBERS, pool=POOL) -> dict[str, list[dict]]:
     """{design: [{"folder", "seed", "fold", "config"}, ...] in seed order}, finished only."""
     designs: dict[str, list[dict]] = {}
     for folder in sorted(glob.glob(os.path.join(root, "*", "member-*"))):
+        if os.path.basename(os.path.dirname(folder)) not in pool:
+            continue
         if not os.path.exists(os.path.join(folder, runs.MODEL_FILE)):
             continue  # stopped before its last epoch: only a checkpoint
         config = runs.read_json(os.path.join(folder, "config.json"))
