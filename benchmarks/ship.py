@@ -2,7 +2,9 @@
 
 The rule, fixed before any candidate's test error is looked at: among the run folders given,
 the one whose saved model has the lowest error on its own held-out validation fold
-(``val_error`` in its metrics.json); a tie goes to the run named first. Its network is
+(``val_error`` in its metrics.json); a tie goes to the run named first. A candidate may be an
+ensemble folder (``mnistlab ensemble --runs``) whose members all held out the same fold: its
+averaged model is measured on that fold here, and its calibration.json was fitted there. Its network is
 installed into src/mnistlab/models/pretrained as
 
 - model.keras: the network without its optimizer's state (loaded without compiling, saved);
@@ -29,6 +31,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -45,28 +48,60 @@ from runinfo import git_commit  # noqa: E402
 
 from mnistlab.core import runs  # noqa: E402
 from mnistlab.training.calibrate import SHIPPED_RECORD  # noqa: E402
+from mnistlab.training.ensemble import RECIPE_FILE  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 ALPHA = 0.05  # the sign test's threshold
 
 
+def held_out_config(folder: str) -> dict:
+    """The training config that says which validation images `folder`'s model never saw.
+
+    A run's own; for an ensemble folder, its members' when they all held out the same images
+    (otherwise each trained on the others' validation images, and none is unseen by all).
+    """
+    recipe_path = os.path.join(folder, RECIPE_FILE)
+    if not os.path.exists(recipe_path):
+        return runs.read_json(os.path.join(folder, runs.CONFIG_FILE))
+    members = runs.read_json(recipe_path)["members"]
+    configs = [runs.read_json(os.path.join(folder, m, runs.CONFIG_FILE)) for m in members]
+    held = {(c.get("val_size", 0), c.get("val_fold", 0), c.get("train_size", 0)) for c in configs}
+    if len(held) != 1 or not configs[0].get("val_size"):
+        raise ValueError(
+            f"'{folder}' is an ensemble whose members held out different validation images "
+            "(or none): no image is unseen by all of them, so it cannot be chosen on validation."
+        )
+    return {**configs[0], "seeds": [c["seed"] for c in configs]}
+
+
 def candidate(folder: str) -> dict:
-    """What the rule reads of a finished run: its saved model's validation error and fold."""
+    """What the rule reads of a finished run or ensemble: its validation error and fold."""
     metrics_path = os.path.join(folder, runs.METRICS_FILE)
     if not os.path.exists(metrics_path):
         raise ValueError(f"'{folder}' is not a finished run (no {runs.METRICS_FILE}).")
-    metrics = runs.read_json(metrics_path)
-    config = runs.read_json(os.path.join(folder, runs.CONFIG_FILE))
-    if metrics.get("val_error") is None:
+    config = held_out_config(folder)
+    if os.path.exists(os.path.join(folder, RECIPE_FILE)):  # measured here: ensembles keep none
+        val_error = round(100 * float(np.mean(validation_wrong(folder, *training_images()))), 4)
+    else:
+        val_error = runs.read_json(metrics_path).get("val_error")
+    if val_error is None:
         raise ValueError(f"'{folder}' validated on the test set; it cannot be chosen honestly.")
     return {
         "path": os.path.abspath(folder),
         "folder": os.path.relpath(os.path.abspath(folder), os.path.dirname(HERE)),
-        "val_error": metrics["val_error"],
-        "seed": config["seed"],
+        "val_error": val_error,
+        "seed": config.get("seeds", config["seed"]),  # an ensemble: its members' seeds
         "val_size": config["val_size"],
         "val_fold": config["val_fold"],
     }
+
+
+@functools.cache
+def training_images():
+    """MNIST's 60,000 training images and labels, read once."""
+    from mnistlab.data.mnist import load_mnist
+
+    return load_mnist(None)[0]
 
 
 def choose(candidates: list[dict]) -> dict:
@@ -98,7 +133,9 @@ def validation_wrong(folder: str, x_train, y_train) -> np.ndarray:
     from mnistlab.models.saved import load_model, predict_probabilities
     from mnistlab.training.train import split_fold
 
-    config = TrainConfig.from_dict(runs.read_json(os.path.join(folder, runs.CONFIG_FILE)))
+    config = TrainConfig.from_dict(
+        {k: v for k, v in held_out_config(folder).items() if k != "seeds"}
+    )
     x_val, y_val = split_fold(x_train, y_train, config)[1]
     probabilities = predict_probabilities(load_model(folder, compile=False), x_val)
     return np.argmax(probabilities, axis=1) != y_val
@@ -176,7 +213,10 @@ def main(argv=None) -> int:
     print(f"Chosen on validation: {chosen['folder']} ({chosen['val_error']:.2f}%).", flush=True)
     if args.dry_run:
         return 0
-    config = runs.read_json(os.path.join(chosen["path"], runs.CONFIG_FILE))
+    is_ensemble = os.path.exists(os.path.join(chosen["path"], RECIPE_FILE))
+    config = runs.read_json(
+        os.path.join(chosen["path"], RECIPE_FILE if is_ensemble else runs.CONFIG_FILE)
+    )
     record = {
         "rule": "lowest validation error of the candidates (their own folds), first of ties"
         + (f", after a paired sign test against {len(incumbents)} incumbents" if test else ""),
@@ -196,9 +236,7 @@ def main(argv=None) -> int:
 
 def against(candidates: list[dict], incumbents: list[dict]) -> dict:
     """Runs the sign test on MNIST's training images and prints its reading."""
-    from mnistlab.data.mnist import load_mnist
-
-    (x_train, y_train), _ = load_mnist(None)
+    x_train, y_train = training_images()
     test = paired_test(
         candidates, incumbents, lambda row: validation_wrong(row["path"], x_train, y_train)
     )

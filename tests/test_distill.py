@@ -203,3 +203,37 @@ def test_ship_pairs_each_candidate_with_the_incumbent_of_its_fold(tmp_path):
     lone = ship.candidate(finished_run(tmp_path / "c5", 5, 0.1, val_size=500))
     with pytest.raises(ValueError, match="no incumbent holds out fold 2 of 500"):
         ship.paired_test([lone], incumbents, mistakes)
+
+
+def test_ship_measures_a_same_fold_ensemble_on_its_fold(
+    trained_run, tiny_data, tmp_path, monkeypatch
+):
+    from mnistlab.training.ensemble import build_ensemble
+    from tests.conftest import load_benchmark
+
+    ship = load_benchmark("ship")
+    monkeypatch.setattr(ship, "training_images", lambda: tiny_data[0])
+    out = str(tmp_path / "twice")
+    build_ensemble([trained_run, trained_run], out, data=tiny_data)  # the run, averaged with itself
+    row = ship.candidate(out)
+    assert row["val_error"] == pytest.approx(
+        runs.read_json(os.path.join(trained_run, runs.METRICS_FILE))["val_error"], abs=1e-3
+    )
+    seed = runs.read_json(os.path.join(trained_run, runs.CONFIG_FILE))["seed"]
+    assert (row["val_size"], row["seed"]) == (200, [seed, seed])
+
+
+def test_ship_refuses_an_ensemble_without_images_all_its_members_held_out(tmp_path):
+    from tests.conftest import load_benchmark
+
+    ship = load_benchmark("ship")
+    members = [finished_run(tmp_path / f"m{seed}", seed, 0.2) for seed in (1, 2)]  # folds 1, 2
+    ens = tmp_path / "ens"
+    os.makedirs(ens)
+    runs.write_json(
+        str(ens / "ensemble.json"), {"members": [os.path.relpath(m, ens) for m in members]}
+    )
+    runs.write_json(str(ens / runs.METRICS_FILE), {"error": 0.1})
+    with pytest.raises(ValueError, match="held out different validation images"):
+        ship.candidate(str(ens))
+    assert ship.main([str(ens), "--dry-run"]) == 2
