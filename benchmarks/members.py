@@ -278,15 +278,32 @@ def member_errors(root: str) -> dict[str, list[dict]]:
     return found
 
 
+def registered_epochs(model: str) -> int | None:
+    """The epochs of the model's registered recipe (what `mnistlab train MODEL` runs)."""
+    from mnistlab.models.registry import get_spec
+
+    try:
+        return (get_spec(model).recipe or {}).get("epochs")
+    except (KeyError, ValueError):
+        return None  # not a registered model: no recipe to prefer
+
+
 def summarise(found: dict[str, list[dict]]) -> dict:
     """measured.json rows: error_mean, error_std (sample), runs and where they come from.
 
+    Where a model's members trained for its registered recipe's epochs, only those count (a
+    variant such as `best5` for 80 epochs is kept beside them, not mixed in).
+
     Raises:
-        ValueError: when one model's members trained for different numbers of epochs, so that
-            their mean would mix two recipes.
+        ValueError: when one model's members trained for different numbers of epochs, none of
+            them the registered recipe's, so that their mean would mix two recipes.
     """
     rows = {}
     for model, members in sorted(found.items()):
+        recipe = registered_epochs(model)
+        if recipe is not None and any(member["epochs"] == recipe for member in members):
+            # the registry's own recipe; variants of it (best5 for 80 epochs) are kept beside
+            members = [member for member in members if member["epochs"] == recipe]
         epochs = sorted({member["epochs"] for member in members})
         if len(epochs) > 1:
             raise ValueError(

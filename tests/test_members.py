@@ -94,7 +94,7 @@ def test_the_command_reads_the_asset_s_sha256_from_the_readme(tmp_path, capsys):
 def test_the_repository_records_one_asset_and_a_recipe_for_every_manifest_file():
     assert len(members.recorded_sha256(members.MEMBERS)) == 64
     manifest = members.read_manifest(members.MEMBERS)
-    assert len(manifest) == 67
+    assert len(manifest) == 73
     for name in manifest:
         assert os.path.exists(os.path.join(members.MEMBERS, os.path.dirname(name), "config.json"))
 
@@ -108,7 +108,7 @@ def test_retrain_gives_each_member_its_recorded_seed_fold_and_backend(tmp_path):
     assert {trial["backend"] for trial in trials} == {"tensorflow"}
     assert trials[2]["out"] == os.path.join(str(tmp_path), "deotte-e45", "member-2")
     every = members.retrain_trials(members.MEMBERS, str(tmp_path))
-    assert len(every) == 34
+    assert len(every) == 37
     for trial in every:  # every recorded config is one mnistlab train still accepts
         check_trial(trial)
     assert [
@@ -198,7 +198,11 @@ def test_record_writes_each_model_s_mean_and_spread(tmp_path, capsys):
     assert "not fetched" in capsys.readouterr().err
     os.remove(root / members.MANIFEST)
 
-    member(root / "best-20" / "member-0", "best", 20, 0.41)  # a second recipe of one model
+    member(root / "best-20" / "member-0", "best", 20, 0.41)  # a variant of best's 40-epoch recipe
+    assert record() == 0
+    assert json.loads(out.read_text())["best"]["runs"] == 3  # the variant is not mixed in
+    member(root / "deotte-e30" / "member-0", "deotte", 30, 0.5)  # two recipes, neither deotte's 45
+    member(root / "deotte-e60" / "member-0", "deotte", 60, 0.4)
     assert record() == 2
-    assert "[20, 40] epochs" in capsys.readouterr().err
+    assert "[30, 60] epochs" in capsys.readouterr().err
     assert members.main(["--members", str(tmp_path / "none"), "record", "--out", str(out)]) == 2
